@@ -1,0 +1,109 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Logline: an event-sourcing and CQRS server on LMDB.
+///
+/// Dependencies run one way only:
+///   logline (CLI, composition root) → LoglineServer → LoglineLog → LoglineLMDB → CLMDB
+/// LoglineProtocol and LoglineClient depend on nothing of ours except LoglineCore,
+/// which depends on nothing at all.
+let package = Package(
+    name: "Logline",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "logline", targets: ["logline"]),
+        .library(name: "LoglineCore", targets: ["LoglineCore"]),
+        .library(name: "LoglineClient", targets: ["LoglineClient"]),
+        .library(name: "LoglineLog", targets: ["LoglineLog"]),
+        .library(name: "LoglineServer", targets: ["LoglineServer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // Core vocabulary shared by everything: envelope, positions, names, JSON validation. No dependencies.
+        .target(name: "LoglineCore"),
+
+        // LMDB from Debian's liblmdb-dev.
+        .systemLibrary(
+            name: "CLMDB",
+            pkgConfig: "lmdb",
+            providers: [.apt(["liblmdb-dev"])]
+        ),
+        // A thin, safe Swift wrapper over LMDB: environments, transactions confined to closures, cursors.
+        .target(name: "LoglineLMDB", dependencies: ["CLMDB"]),
+        // The append-only event log: the `EventLog` protocol and its LMDB backend with group commit.
+        .target(
+            name: "LoglineLog",
+            dependencies: [
+                "LoglineCore", "LoglineLMDB",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The wire protocol as pure parsing and serialising: no sockets.
+        .target(
+            name: "LoglineProtocol",
+            dependencies: [
+                "LoglineCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        // The TCP server: SwiftNIO pipeline, request dispatch, lifecycle.
+        .target(
+            name: "LoglineServer",
+            dependencies: [
+                "LoglineCore", "LoglineLog", "LoglineProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The Swift client library (async/await, pipelined).
+        .target(
+            name: "LoglineClient",
+            dependencies: [
+                "LoglineCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // The `logline` command: the composition root.
+        .executableTarget(
+            name: "logline",
+            dependencies: [
+                "LoglineCore", "LoglineLog", "LoglineServer", "LoglineClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        .testTarget(name: "LoglineCoreTests", dependencies: ["LoglineCore"]),
+        .testTarget(
+            name: "LoglineLogTests",
+            dependencies: [
+                "LoglineCore", "LoglineLog", "LoglineLMDB",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "LoglineProtocolTests",
+            dependencies: ["LoglineCore", "LoglineProtocol", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "LoglineServerTests",
+            dependencies: [
+                "LoglineCore", "LoglineLog", "LoglineServer", "LoglineClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,133 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A moment in UTC, in whole milliseconds since 1970-01-01T00:00:00Z: the resolution of `recorded_at`.
+public struct Timestamp: Hashable, Sendable, Comparable, CustomStringConvertible {
+    /// Milliseconds since the Unix epoch.
+    public let millisecondsSinceEpoch: Int64
+
+    /// Creates a timestamp.
+    /// - Parameter millisecondsSinceEpoch: Milliseconds since the Unix epoch.
+    public init(millisecondsSinceEpoch: Int64) {
+        self.millisecondsSinceEpoch = millisecondsSinceEpoch
+    }
+
+    /// The wall-clock time now.
+    /// - Returns: The current time, cut to milliseconds.
+    public static func now() -> Timestamp {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Timestamp(millisecondsSinceEpoch: Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000)
+    }
+
+    /// Orders timestamps by time.
+    public static func < (lhs: Timestamp, rhs: Timestamp) -> Bool {
+        lhs.millisecondsSinceEpoch < rhs.millisecondsSinceEpoch
+    }
+
+    /// Appends the RFC 3339 form, `YYYY-MM-DDTHH:MM:SS.mmmZ`, to `buffer`.
+    /// - Parameter buffer: Where the 24 bytes go.
+    public func appendRFC3339(to buffer: inout [UInt8]) {
+        let millis = millisecondsSinceEpoch
+        var days = millis / 86_400_000
+        var msOfDay = millis % 86_400_000
+        if msOfDay < 0 {
+            msOfDay += 86_400_000
+            days -= 1
+        }
+        // Howard Hinnant's civil_from_days.
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+
+        func digits(_ value: Int64, _ width: Int) {
+            var divisor: Int64 = 1
+            for _ in 1..<width { divisor *= 10 }
+            var rest = value
+            while divisor > 0 {
+                buffer.append(UInt8(ascii: "0") + UInt8(rest / divisor % 10))
+                rest %= divisor
+                divisor /= 10
+            }
+        }
+        digits(year, 4)
+        buffer.append(UInt8(ascii: "-"))
+        digits(month, 2)
+        buffer.append(UInt8(ascii: "-"))
+        digits(day, 2)
+        buffer.append(UInt8(ascii: "T"))
+        digits(msOfDay / 3_600_000, 2)
+        buffer.append(UInt8(ascii: ":"))
+        digits(msOfDay / 60_000 % 60, 2)
+        buffer.append(UInt8(ascii: ":"))
+        digits(msOfDay / 1000 % 60, 2)
+        buffer.append(UInt8(ascii: "."))
+        digits(msOfDay % 1000, 3)
+        buffer.append(UInt8(ascii: "Z"))
+    }
+
+    /// Parses `YYYY-MM-DDTHH:MM:SS[.fff]Z`, the form this type writes.
+    /// - Parameter text: The RFC 3339 text, in UTC.
+    public init?(rfc3339 text: String) {
+        let bytes = Array(text.utf8)
+        guard bytes.count >= 20, bytes.last == UInt8(ascii: "Z") else { return nil }
+        func number(_ range: Range<Int>) -> Int64? {
+            var value: Int64 = 0
+            for index in range {
+                let byte = bytes[index]
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+                value = value * 10 + Int64(byte - UInt8(ascii: "0"))
+            }
+            return value
+        }
+        guard bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"), bytes[10] == UInt8(ascii: "T"),
+            bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":"),
+            let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
+            let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19),
+            (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
+        else { return nil }
+        var millis: Int64 = 0
+        if bytes.count > 20 {
+            guard bytes[19] == UInt8(ascii: "."), bytes.count >= 22, let fraction = number(20..<(bytes.count - 1))
+            else { return nil }
+            let fractionDigits = bytes.count - 21
+            var scaled = fraction
+            if fractionDigits < 3 {
+                for _ in fractionDigits..<3 { scaled *= 10 }
+            } else {
+                for _ in 3..<fractionDigits { scaled /= 10 }
+            }
+            millis = scaled
+        } else {
+            guard bytes.count == 20 else { return nil }
+        }
+        // Howard Hinnant's days_from_civil.
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let mp = month > 2 ? month - 3 : month + 9
+        let doy = (153 * mp + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146_097 + doe - 719_468
+        self.init(millisecondsSinceEpoch: ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
+    }
+
+    /// The RFC 3339 form.
+    public var description: String {
+        var buffer = [UInt8]()
+        buffer.reserveCapacity(24)
+        appendRFC3339(to: &buffer)
+        return String(decoding: buffer, as: UTF8.self)
+    }
+}
