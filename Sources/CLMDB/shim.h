@@ -1,0 +1,4 @@
+#ifndef LOGLINE_CLMDB_SHIM_H
+#define LOGLINE_CLMDB_SHIM_H
+#include <lmdb.h>
+#endif

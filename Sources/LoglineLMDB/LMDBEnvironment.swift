@@ -1,0 +1,188 @@
+import CLMDB
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// An LMDB environment: one memory-mapped file holding named databases.
+///
+/// Concurrency rules, in the manner of GRDB:
+/// - Transactions live only inside the closures of ``read(_:)`` and ``write(_:)``; the values they hand out
+///   (``LMDBTransaction``, ``LMDBCursor``, and the buffers they return) are valid only during that closure.
+/// - Any number of threads may read at once. Readers never wait for the writer.
+/// - One writer at a time: LMDB serialises write transactions itself.
+/// - The map grows by itself. When a write transaction meets `MDB_MAP_FULL` it is aborted, the map is enlarged
+///   while no transaction is open (readers are held off for that moment by a reader-writer lock), and the
+///   closure runs again. A write closure must therefore have no effects outside the transaction until it returns.
+///
+/// - Important: This is the one `@unchecked Sendable` type of the wrapper. LMDB's `MDB_env` is safe to share
+///   between threads when opened with `MDB_NOTLS`, which this type always does; the map-size changes are guarded
+///   by `resizeLock`, a `pthread_rwlock_t` at a stable address that is only destroyed in `deinit`.
+public final class LMDBEnvironment: @unchecked Sendable {
+    /// How the environment is opened.
+    public struct Configuration: Sendable {
+        /// The initial map size in bytes (the file only takes what it uses).
+        public var mapSize: Int = 256 << 20
+        /// The most named databases.
+        public var maxDatabases: UInt32 = 16
+        /// The most concurrent read transactions.
+        public var maxReaders: UInt32 = 1024
+        /// Skip the fsync at commit. Never set this for the system of record; tests of other layers may.
+        public var noSync: Bool = false
+
+        /// The defaults: 256 MiB initial map, durable commits.
+        public init() {}
+    }
+
+    private let handle: OpaquePointer
+    private let resizeLock: UnsafeMutablePointer<pthread_rwlock_t>
+    private let currentMapSize: Atomic<Int>
+    /// The directory that holds `data.mdb` and `lock.mdb`.
+    public let path: String
+
+    /// Opens (creating if needed) the environment in `directory`.
+    /// - Parameters:
+    ///   - directory: An existing directory.
+    ///   - configuration: Sizes and flags.
+    /// - Throws: ``LMDBError`` when LMDB cannot open it.
+    public init(directory: String, configuration: Configuration = Configuration()) throws {
+        var env: OpaquePointer?
+        try LMDBError.check(mdb_env_create(&env), "mdb_env_create")
+        guard let env else { throw LMDBError(code: ENOMEM, operation: "mdb_env_create") }
+        do {
+            try LMDBError.check(mdb_env_set_maxdbs(env, configuration.maxDatabases), "mdb_env_set_maxdbs")
+            try LMDBError.check(mdb_env_set_maxreaders(env, configuration.maxReaders), "mdb_env_set_maxreaders")
+            try LMDBError.check(mdb_env_set_mapsize(env, configuration.mapSize), "mdb_env_set_mapsize")
+            var flags = UInt32(MDB_NOTLS) | UInt32(MDB_NORDAHEAD)
+            if configuration.noSync { flags |= UInt32(MDB_NOSYNC) }
+            try LMDBError.check(mdb_env_open(env, directory, flags, 0o644), "mdb_env_open \(directory)")
+        } catch {
+            mdb_env_close(env)
+            throw error
+        }
+        var info = MDB_envinfo()
+        mdb_env_info(env, &info)
+        self.handle = env
+        self.path = directory
+        self.currentMapSize = Atomic(max(Int(info.me_mapsize), configuration.mapSize))
+        self.resizeLock = .allocate(capacity: 1)
+        var attributes = pthread_rwlockattr_t()
+        pthread_rwlockattr_init(&attributes)
+        #if canImport(Glibc)
+            pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
+        #endif
+        pthread_rwlock_init(resizeLock, &attributes)
+        pthread_rwlockattr_destroy(&attributes)
+    }
+
+    deinit {
+        mdb_env_close(handle)
+        pthread_rwlock_destroy(resizeLock)
+        resizeLock.deallocate()
+    }
+
+    /// The map size now, in bytes.
+    public var mapSize: Int { currentMapSize.load(ordering: .relaxed) }
+
+    /// Opens a named database, creating it if missing.
+    /// - Parameters:
+    ///   - name: The database's name.
+    ///   - integerKeys: Keys are native-endian unsigned integers of one size (`MDB_INTEGERKEY`).
+    /// - Returns: The database handle, valid as long as the environment.
+    /// - Throws: ``LMDBError`` when it cannot be opened.
+    public func openDatabase(named name: String, integerKeys: Bool = false) throws -> LMDBDatabase {
+        try write { transaction in
+            var dbi: MDB_dbi = 0
+            var flags = UInt32(MDB_CREATE)
+            if integerKeys { flags |= UInt32(MDB_INTEGERKEY) }
+            try LMDBError.check(mdb_dbi_open(transaction.handle, name, flags, &dbi), "mdb_dbi_open \(name)")
+            return LMDBDatabase(handle: dbi, name: name)
+        }
+    }
+
+    /// Runs `body` in a read-only transaction: a consistent snapshot that never waits for the writer.
+    /// - Parameter body: The reads. Its transaction and every buffer it returns are valid only inside it.
+    /// - Returns: What `body` returns.
+    /// - Throws: What `body` throws, or ``LMDBError``.
+    public func read<T, E: Error>(_ body: (LMDBTransaction) throws(E) -> T) throws -> T {
+        pthread_rwlock_rdlock(resizeLock)
+        defer { pthread_rwlock_unlock(resizeLock) }
+        var txn: OpaquePointer?
+        try LMDBError.check(mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn), "mdb_txn_begin (read)")
+        defer { mdb_txn_abort(txn) }
+        return try body(LMDBTransaction(handle: txn!))
+    }
+
+    /// Runs `body` in a write transaction and commits it (with fsync unless `noSync`).
+    ///
+    /// When the map fills up, the transaction is aborted, the map grows, and `body` runs again from the start.
+    /// - Parameter body: The writes. It must have no effects outside the transaction until it returns.
+    /// - Returns: What `body` returns, after the commit succeeded.
+    /// - Throws: What `body` throws (the transaction is then aborted), or ``LMDBError``.
+    public func write<T, E: Error>(_ body: (LMDBTransaction) throws(E) -> T) throws -> T {
+        while true {
+            do {
+                return try writeOnce(body)
+            } catch let error as LMDBError where error.isMapFull {
+                try grow()
+            }
+        }
+    }
+
+    private func writeOnce<T, E: Error>(_ body: (LMDBTransaction) throws(E) -> T) throws -> T {
+        pthread_rwlock_rdlock(resizeLock)
+        defer { pthread_rwlock_unlock(resizeLock) }
+        var txn: OpaquePointer?
+        try LMDBError.check(mdb_txn_begin(handle, nil, 0, &txn), "mdb_txn_begin (write)")
+        let result: T
+        do {
+            result = try body(LMDBTransaction(handle: txn!))
+        } catch {
+            mdb_txn_abort(txn)
+            throw error
+        }
+        try LMDBError.check(mdb_txn_commit(txn), "mdb_txn_commit")
+        return result
+    }
+
+    /// Enlarges the map: doubles it up to 1 GiB, then adds 1 GiB at a time.
+    /// - Throws: ``LMDBError`` when LMDB refuses the new size.
+    public func grow() throws {
+        pthread_rwlock_wrlock(resizeLock)
+        defer { pthread_rwlock_unlock(resizeLock) }
+        var info = MDB_envinfo()
+        mdb_env_info(handle, &info)
+        let current = Int(info.me_mapsize)
+        let next = current < (1 << 30) ? current * 2 : current + (1 << 30)
+        try LMDBError.check(mdb_env_set_mapsize(handle, next), "mdb_env_set_mapsize")
+        currentMapSize.store(next, ordering: .relaxed)
+    }
+
+    /// Forces the data to disk, for environments opened with `noSync`.
+    /// - Throws: ``LMDBError`` when the sync fails.
+    public func sync() throws {
+        try LMDBError.check(mdb_env_sync(handle, 1), "mdb_env_sync")
+    }
+
+    /// Writes a consistent copy of the environment into an empty directory, while writes go on.
+    /// - Parameters:
+    ///   - directory: An existing, empty directory.
+    ///   - compact: Omit free pages and renumber them (`MDB_CP_COMPACT`).
+    /// - Throws: ``LMDBError`` when the copy fails.
+    public func copy(to directory: String, compact: Bool = true) throws {
+        pthread_rwlock_rdlock(resizeLock)
+        defer { pthread_rwlock_unlock(resizeLock) }
+        try LMDBError.check(
+            mdb_env_copy2(handle, directory, compact ? UInt32(MDB_CP_COMPACT) : 0), "mdb_env_copy2 \(directory)")
+    }
+}
+
+/// A named database inside an environment: an ordered map of byte keys to byte values.
+public struct LMDBDatabase: Sendable, Hashable {
+    let handle: MDB_dbi
+    /// The database's name.
+    public let name: String
+}
