@@ -1,0 +1,404 @@
+import Dispatch
+import Foundation
+import LoglineCore
+import LoglineLMDB
+import Logging
+import Synchronization
+
+/// The event log on LMDB: one environment in a data directory, one writer thread with group commit.
+///
+/// Appends from every caller wait in one queue. The writer thread takes everything that is waiting, writes it
+/// in one transaction, commits with one fsync, and only then completes each append. So a success always means
+/// the event is on disk, and throughput grows with the number of concurrent appenders rather than stopping at
+/// the disk's fsync rate.
+///
+/// Reads run in LMDB read transactions on the caller's thread and never wait for the writer.
+public final class LMDBEventLog: EventLog {
+    /// How the log is opened.
+    public struct Configuration: Sendable {
+        /// The initial LMDB map size; the map grows by itself when full.
+        public var initialMapSize: Int = 256 << 20
+        /// The most requests taken into one write transaction.
+        public var maximumBatchRequests: Int = 4096
+
+        /// The defaults.
+        public init() {}
+    }
+
+    private struct PendingAppend {
+        let request: AppendRequest
+        let completion: @Sendable (Result<AppendResult, AppendError>) -> Void
+    }
+
+    private struct WriterQueue {
+        var pending: [PendingAppend] = []
+        var closing = false
+    }
+
+    /// The data directory.
+    public let directory: String
+    let environment: LMDBEnvironment
+    let events: LMDBDatabase
+    let streams: LMDBDatabase
+    let streamEvents: LMDBDatabase
+    let eventIDs: LMDBDatabase
+    let meta: LMDBDatabase
+    private let directoryLock: DirectoryLock
+    private let configuration: Configuration
+    private let logger: Logger
+    private let head: Atomic<UInt64>
+    private let lastRecordedAt: Atomic<Int64>
+    private let queue = Mutex(WriterQueue())
+    private let wakeup = DispatchSemaphore(value: 0)
+    private let writerFinished = DispatchSemaphore(value: 0)
+    private let listeners = Mutex<[@Sendable (LogPosition) -> Void]>([])
+    private let closed = Atomic<Bool>(false)
+
+    /// Opens the log in `directory`, creating the directory and the store when missing.
+    /// - Parameters:
+    ///   - directory: The data directory.
+    ///   - configuration: Sizes.
+    ///   - logger: Where notable things are logged.
+    /// - Throws: ``OpenError`` when another server holds the directory or the store cannot be opened.
+    public init(directory: String, configuration: Configuration = Configuration(), logger: Logger) throws(OpenError) {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw OpenError.io("cannot create data directory \(directory): \(error.localizedDescription)")
+        }
+        let absolute = URL(fileURLWithPath: directory).standardizedFileURL.path
+        self.directory = absolute
+        self.directoryLock = try DirectoryLock(directory: absolute)
+        self.configuration = configuration
+        self.logger = logger
+        do {
+            var environmentConfiguration = LMDBEnvironment.Configuration()
+            environmentConfiguration.mapSize = configuration.initialMapSize
+            let environment = try LMDBEnvironment(directory: absolute, configuration: environmentConfiguration)
+            self.environment = environment
+            self.events = try environment.openDatabase(named: "events")
+            self.streams = try environment.openDatabase(named: "streams")
+            self.streamEvents = try environment.openDatabase(named: "stream_events")
+            self.eventIDs = try environment.openDatabase(named: "event_ids")
+            self.meta = try environment.openDatabase(named: "meta")
+        } catch {
+            throw OpenError.io("cannot open the store in \(absolute): \(error)")
+        }
+        let lastPosition: UInt64
+        do {
+            lastPosition = try environment.read { [events] transaction in
+                try transaction.withCursor(events) { cursor in
+                    try cursor.last().map { StorageLayout.readBigEndian($0.key) } ?? 0
+                }
+            }
+        } catch {
+            throw OpenError.corrupt("cannot read the store in \(absolute): \(error)")
+        }
+        self.head = Atomic(lastPosition)
+        self.lastRecordedAt = Atomic(0)
+        do {
+            try checkFormat()
+        } catch let error as OpenError {
+            throw error
+        } catch {
+            throw OpenError.corrupt("cannot read the store in \(absolute): \(error)")
+        }
+        let thread = Thread { [self] in self.runWriter() }
+        thread.name = "logline-writer"
+        thread.start()
+        logger.info(
+            "event log open", metadata: ["data": "\(absolute)", "last_position": "\(lastPosition)"])
+    }
+
+    private func checkFormat() throws {
+        let key = Array("format".utf8)
+        let stored = try environment.read { [meta] transaction in
+            try transaction.get(meta, key: key).map { Array($0) }
+        }
+        if let stored {
+            guard stored == [StorageLayout.recordFormat] else {
+                throw OpenError.corrupt("the store in \(directory) has format \(stored), this server reads format 1")
+            }
+        } else {
+            try environment.write { [meta] transaction in
+                try transaction.put(meta, key: key, value: [StorageLayout.recordFormat])
+            }
+        }
+    }
+
+    /// Stops taking appends, finishes those already queued, and stops the writer thread.
+    ///
+    /// Appends made after this fail with ``AppendError/closed``. Safe to call more than once.
+    public func close() {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        queue.withLock { $0.closing = true }
+        wakeup.signal()
+        writerFinished.wait()
+        logger.info("event log closed", metadata: ["last_position": "\(headPosition)"])
+    }
+
+    // MARK: - EventLog
+
+    /// The position of the last durable event.
+    public var headPosition: LogPosition { head.load(ordering: .acquiring) }
+
+    /// Queues an append for the writer; `completion` runs on the writer thread after the commit.
+    /// - Parameters:
+    ///   - request: The events and their expectation.
+    ///   - completion: Receives the outcome.
+    public func append(
+        _ request: AppendRequest, completion: @escaping @Sendable (Result<AppendResult, AppendError>) -> Void
+    ) {
+        let accepted = queue.withLock { state -> (accepted: Bool, wasEmpty: Bool) in
+            guard !state.closing else { return (false, false) }
+            let wasEmpty = state.pending.isEmpty
+            state.pending.append(PendingAppend(request: request, completion: completion))
+            return (true, wasEmpty)
+        }
+        guard accepted.accepted else {
+            completion(.failure(.closed))
+            return
+        }
+        if accepted.wasEmpty { wakeup.signal() }
+    }
+
+    /// Calls `listener` after each commit with the new head, on the writer thread.
+    /// - Parameter listener: Must return quickly.
+    public func onCommit(_ listener: @escaping @Sendable (LogPosition) -> Void) {
+        listeners.withLock { $0.append(listener) }
+    }
+
+    /// Reads a stream's events, oldest first.
+    /// - Parameters:
+    ///   - stream: The stream.
+    ///   - version: The first version to return.
+    ///   - limit: The most events to return.
+    /// - Returns: The events; empty for an unknown stream.
+    /// - Throws: ``LoglineLMDB/LMDBError`` or ``OpenError/corrupt(_:)``.
+    public func readStream(_ stream: StreamName, from version: StreamVersion, limit: Int) throws -> [RecordedEvent] {
+        let prefix = StorageLayout.streamKey(stream)
+        return try environment.read { transaction in
+            var result: [RecordedEvent] = []
+            guard limit > 0 else { return result }
+            try transaction.withCursor(streamEvents) { cursor in
+                var entry = try cursor.seek(atOrAfter: StorageLayout.streamEventKey(prefix, version: max(version, 1)))
+                while let current = entry, current.key.count == prefix.count + 8,
+                    current.key.starts(with: prefix)
+                {
+                    let position = StorageLayout.readBigEndian(current.value)
+                    result.append(try event(at: position, in: transaction).recordedEvent)
+                    if result.count >= limit { break }
+                    entry = try cursor.next()
+                }
+            }
+            return result
+        }
+    }
+
+    /// Reads the log in position order.
+    /// - Parameters:
+    ///   - position: The first position to return.
+    ///   - limit: The most events to return.
+    ///   - eventTypes: Only these types; all when empty.
+    /// - Returns: The events.
+    /// - Throws: ``LoglineLMDB/LMDBError`` or ``OpenError/corrupt(_:)``.
+    public func readAll(from position: LogPosition, limit: Int, eventTypes: Set<String>) throws -> [RecordedEvent] {
+        let types = eventTypes.map { Array($0.utf8) }
+        return try environment.read { transaction in
+            var result: [RecordedEvent] = []
+            guard limit > 0 else { return result }
+            try transaction.withCursor(events) { cursor in
+                var entry = try cursor.seek(atOrAfter: StorageLayout.bigEndian(max(position, 1)))
+                while let current = entry {
+                    let at = StorageLayout.readBigEndian(current.key)
+                    guard let view = StoredEventView(position: at, record: current.value) else {
+                        throw OpenError.corrupt("event record at position \(at) is damaged")
+                    }
+                    if types.isEmpty || types.contains(where: { view.eventType.elementsEqual($0) }) {
+                        result.append(view.recordedEvent)
+                        if result.count >= limit { break }
+                    }
+                    entry = try cursor.next()
+                }
+            }
+            return result
+        }
+    }
+
+    /// A stream's current version (0 when it has no events).
+    /// - Parameter stream: The stream.
+    /// - Returns: Its version.
+    /// - Throws: ``LoglineLMDB/LMDBError``.
+    public func streamVersion(_ stream: StreamName) throws -> StreamVersion {
+        let key = StorageLayout.streamKey(stream)
+        return try environment.read { transaction in
+            try transaction.get(streams, key: key).map { StorageLayout.readBigEndian($0) } ?? 0
+        }
+    }
+
+    /// Figures about the log.
+    /// - Returns: The figures.
+    /// - Throws: ``LoglineLMDB/LMDBError``.
+    public func info() throws -> LogInfo {
+        let (last, streamCount) = try environment.read { transaction in
+            let last = try transaction.withCursor(events) { cursor in
+                try cursor.last().map { StorageLayout.readBigEndian($0.key) } ?? 0
+            }
+            return (last, UInt64(transaction.count(streams)))
+        }
+        let size = (try? FileManager.default.attributesOfItem(atPath: directory + "/data.mdb")[.size] as? UInt64) ?? 0
+        return LogInfo(
+            lastPosition: last, eventCount: last, streamCount: streamCount, location: directory,
+            storageBytes: size)
+    }
+
+    private func event(at position: LogPosition, in transaction: LMDBTransaction) throws -> StoredEventView {
+        guard let record = try transaction.get(events, key: StorageLayout.bigEndian(position)),
+            let view = StoredEventView(position: position, record: record)
+        else {
+            throw OpenError.corrupt("event at position \(position) is missing or damaged")
+        }
+        return view
+    }
+
+    // MARK: - The writer
+
+    private func runWriter() {
+        while true {
+            wakeup.wait()
+            while true {
+                let (batch, closing) = queue.withLock { state -> ([PendingAppend], Bool) in
+                    let count = min(state.pending.count, configuration.maximumBatchRequests)
+                    let batch = Array(state.pending.prefix(count))
+                    state.pending.removeFirst(count)
+                    return (batch, state.closing)
+                }
+                if batch.isEmpty {
+                    if closing {
+                        writerFinished.signal()
+                        return
+                    }
+                    break
+                }
+                commit(batch)
+            }
+        }
+    }
+
+    private struct BatchOutcome {
+        var results: [Result<AppendResult, AppendError>]
+        var head: LogPosition
+        var recordedAt: Int64
+    }
+
+    private func commit(_ batch: [PendingAppend]) {
+        let now = max(Timestamp.now().millisecondsSinceEpoch, lastRecordedAt.load(ordering: .relaxed))
+        let startHead = head.load(ordering: .relaxed)
+        let outcome: BatchOutcome
+        do {
+            outcome = try environment.write { transaction in
+                var stager = BatchStager(log: self, transaction: transaction, head: startHead, recordedAt: now)
+                let results = try batch.map { try stager.stage($0.request) }
+                return BatchOutcome(results: results, head: stager.head, recordedAt: now)
+            }
+        } catch {
+            logger.error("group commit failed, nothing of it was written", metadata: ["error": "\(error)"])
+            for pending in batch { pending.completion(.failure(.storage("\(error)"))) }
+            return
+        }
+        head.store(outcome.head, ordering: .releasing)
+        lastRecordedAt.store(outcome.recordedAt, ordering: .relaxed)
+        for (pending, result) in zip(batch, outcome.results) { pending.completion(result) }
+        if outcome.head != startHead {
+            for listener in listeners.withLock({ $0 }) { listener(outcome.head) }
+        }
+    }
+
+    /// Stages the requests of one batch into one write transaction.
+    private struct BatchStager {
+        let log: LMDBEventLog
+        let transaction: LMDBTransaction
+        var head: LogPosition
+        let recordedAt: Timestamp
+        var streamVersions: [[UInt8]: StreamVersion] = [:]
+        var stagedIDs: [EventID: (event: ProposedEvent, stream: StreamName, appended: AppendedEvent)] = [:]
+
+        init(log: LMDBEventLog, transaction: LMDBTransaction, head: LogPosition, recordedAt: Int64) {
+            self.log = log
+            self.transaction = transaction
+            self.head = head
+            self.recordedAt = Timestamp(millisecondsSinceEpoch: recordedAt)
+        }
+
+        /// Validates and writes one request. Logical failures (expectations, ids) are returned and write
+        /// nothing; storage failures are thrown and abort the whole batch.
+        mutating func stage(_ request: AppendRequest) throws -> Result<AppendResult, AppendError> {
+            guard !request.events.isEmpty else { return .failure(.emptyRequest) }
+
+            // Idempotency: which of the given ids are already stored?
+            var found: [AppendedEvent] = []
+            var seen = Set<EventID>()
+            for event in request.events {
+                guard let id = event.eventID else { continue }
+                guard seen.insert(id).inserted else { return .failure(.duplicateEventIDInRequest(id)) }
+                if let staged = stagedIDs[id] {
+                    guard staged.stream == request.stream, staged.event.eventType == event.eventType,
+                        staged.event.data == event.data
+                    else { return .failure(.eventIDReused(id, position: staged.appended.position)) }
+                    found.append(staged.appended)
+                } else if let stored = try transaction.get(log.eventIDs, key: id.bytes) {
+                    let position = StorageLayout.readBigEndian(stored)
+                    let view = try log.event(at: position, in: transaction)
+                    guard view.matches(stream: request.stream, eventType: event.eventType, data: event.data) else {
+                        return .failure(.eventIDReused(id, position: position))
+                    }
+                    found.append(AppendedEvent(eventID: id, position: position, version: view.version))
+                }
+            }
+            if !found.isEmpty {
+                guard found.count == request.events.count else {
+                    return .failure(.partiallyAppended(found[0].eventID, position: found[0].position))
+                }
+                return .success(AppendResult(events: found, alreadyAppended: true))
+            }
+
+            // Optimistic concurrency.
+            let streamKey = StorageLayout.streamKey(request.stream)
+            let current: StreamVersion
+            if let cached = streamVersions[streamKey] {
+                current = cached
+            } else {
+                current = try transaction.get(log.streams, key: streamKey).map { StorageLayout.readBigEndian($0) } ?? 0
+            }
+            guard request.expectedVersion.isSatisfied(by: current) else {
+                return .failure(
+                    .wrongExpectedVersion(stream: request.stream, expected: request.expectedVersion, actual: current))
+            }
+
+            // Write.
+            var appended: [AppendedEvent] = []
+            appended.reserveCapacity(request.events.count)
+            var version = current
+            for event in request.events {
+                head += 1
+                version += 1
+                let id = event.eventID ?? EventID.random()
+                let record = StorageLayout.encodeRecord(
+                    eventID: id, eventType: event.eventType, stream: request.stream, version: version,
+                    recordedAt: recordedAt, data: event.data, metadata: event.metadata)
+                let positionBytes = StorageLayout.bigEndian(head)
+                try transaction.put(log.events, key: positionBytes, value: record, append: true)
+                try transaction.put(
+                    log.streamEvents, key: StorageLayout.streamEventKey(streamKey, version: version),
+                    value: positionBytes)
+                try transaction.put(log.eventIDs, key: id.bytes, value: positionBytes)
+                let result = AppendedEvent(eventID: id, position: head, version: version)
+                stagedIDs[id] = (event, request.stream, result)
+                appended.append(result)
+            }
+            try transaction.put(log.streams, key: streamKey, value: StorageLayout.bigEndian(version))
+            streamVersions[streamKey] = version
+            return .success(AppendResult(events: appended, alreadyAppended: false))
+        }
+    }
+}
