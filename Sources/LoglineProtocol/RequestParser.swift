@@ -1,0 +1,401 @@
+import LoglineCore
+import NIOCore
+
+/// Turns a ``RequestFrame`` into a ``Request``: verbs, arguments, names, ids and JSON are all checked here, so
+/// nothing invalid reaches the log.
+public struct RequestParser: Sendable {
+    /// The default `COUNT` of `READ` and `READALL`.
+    public static let defaultCount = 1000
+    /// The largest `COUNT` of `READ` and `READALL`.
+    public static let maximumCount = 10_000
+    /// The largest `data` of one event, in bytes.
+    public let maximumDataBytes: Int
+
+    /// Creates a parser.
+    /// - Parameter maximumDataBytes: The largest JSON body of one event (1 MiB by default).
+    public init(maximumDataBytes: Int = 1 << 20) {
+        self.maximumDataBytes = maximumDataBytes
+    }
+
+    /// Parses one frame.
+    /// - Parameter frame: The framed request.
+    /// - Returns: The request.
+    /// - Throws: ``RequestError`` with the code for the reply.
+    public func parse(_ frame: RequestFrame) throws(RequestError) -> Request {
+        var arguments = ArgumentReader(frame)
+        guard let verbBytes = arguments.nextWord() else { throw RequestError(.badRequest, "empty request") }
+        let verb = String(decoding: verbBytes, as: UTF8.self).uppercased()
+        switch verb {
+        case "PING":
+            let message = arguments.rest()
+            try arguments.expectEnd(verb)
+            return .ping(message: message)
+        case "APPEND": return .append(try parseAppend(&arguments))
+        case "APPENDMANY": return .appendMany(try parseAppendMany(&arguments))
+        case "READ": return .read(try parseRead(&arguments))
+        case "READALL": return .readAll(try parseReadAll(&arguments))
+        case "INFO":
+            _ = arguments.rest()  // Redis clients may send `INFO <section>`; Logline has one section.
+            return .info
+        case "QUIT":
+            return .quit
+        case "COMMAND":
+            return .redisCompatibility(.command)
+        case "CONFIG":
+            _ = arguments.nextWord()
+            let parameter = arguments.nextWord().map { String(decoding: $0, as: UTF8.self).lowercased() } ?? ""
+            return .redisCompatibility(.configGet(parameter))
+        case "CLIENT", "SELECT":
+            return .redisCompatibility(.ok)
+        case "ECHO":
+            guard let message = arguments.rest() else { throw RequestError(.badRequest, "ECHO needs a message") }
+            return .redisCompatibility(.echo(message))
+        default:
+            throw RequestError(.badRequest, "unknown verb '\(String(verb.prefix(32)))'; see PROTOCOL.md")
+        }
+    }
+
+    // MARK: - Verbs
+
+    private func parseAppend(_ arguments: inout ArgumentReader) throws(RequestError) -> AppendCommand {
+        let usage = "APPEND <aggregate_type> <aggregate_id> <event_type> [EXPECT n|ANY|NONE] [ID uuid] [META json] <data>"
+        let stream = try streamName(&arguments, usage: usage)
+        let eventType = try name(&arguments, field: "event_type", usage: usage)
+        var expected = ExpectedVersion.any
+        var eventID: EventID?
+        var metadata: [UInt8]?
+        options: while let option = arguments.peekWord().map({ String(decoding: $0, as: UTF8.self).uppercased() }) {
+            switch option {
+            case "EXPECT":
+                arguments.skipWord()
+                expected = try expectedVersion(&arguments)
+            case "ID":
+                arguments.skipWord()
+                eventID = try self.eventID(&arguments)
+            case "META":
+                arguments.skipWord()
+                metadata = try metadataObject(&arguments)
+            default:
+                break options
+            }
+        }
+        guard let data = arguments.rest() else { throw RequestError(.badRequest, "missing data; usage: \(usage)") }
+        try arguments.expectEnd("APPEND")
+        try validateData(data)
+        return AppendCommand(
+            stream: stream, expectedVersion: expected,
+            event: EventSpec(
+                eventID: eventID, eventType: eventType, data: data, metadata: metadata ?? Array("{}".utf8)))
+    }
+
+    private func parseAppendMany(_ arguments: inout ArgumentReader) throws(RequestError) -> AppendManyCommand {
+        let usage = "APPENDMANY <aggregate_type> <aggregate_id> [EXPECT n|ANY|NONE] <json array of events>"
+        let stream = try streamName(&arguments, usage: usage)
+        var expected = ExpectedVersion.any
+        if let option = arguments.peekWord(), String(decoding: option, as: UTF8.self).uppercased() == "EXPECT" {
+            arguments.skipWord()
+            expected = try expectedVersion(&arguments)
+        }
+        guard let body = arguments.rest() else {
+            throw RequestError(.badRequest, "missing the JSON array of events; usage: \(usage)")
+        }
+        try arguments.expectEnd("APPENDMANY")
+        if let failure = JSONValidator.validate(body) {
+            throw RequestError(.badJSON, "events: \(failure)")
+        }
+        let events = try body.withUnsafeBufferPointer { (bytes) throws(RequestError) -> [EventSpec] in
+            guard let elements = JSONSlicer.arrayElements(bytes) else {
+                throw RequestError(.badJSON, "events must be a JSON array of objects")
+            }
+            guard !elements.isEmpty else { throw RequestError(.badRequest, "APPENDMANY needs at least one event") }
+            var events: [EventSpec] = []
+            events.reserveCapacity(elements.count)
+            for (index, range) in elements.enumerated() {
+                let element = UnsafeBufferPointer(rebasing: bytes[range])
+                guard let members = JSONSlicer.objectMembers(element) else {
+                    throw RequestError(.badJSON, "event \(index) must be a JSON object")
+                }
+                var eventType: String?
+                var data: [UInt8]?
+                var metadata: [UInt8]?
+                var eventID: EventID?
+                for member in members {
+                    let value = UnsafeBufferPointer(rebasing: element[member.value])
+                    switch member.key {
+                    case "event_type":
+                        guard let text = JSONSlicer.decodeString(value), Name.isValid(text) else {
+                            throw RequestError(
+                                .badRequest,
+                                "event \(index): event_type must be a string of 1 to 200 bytes of A-Z a-z 0-9 . _ : @ -")
+                        }
+                        eventType = text
+                    case "data":
+                        data = Array(value)
+                    case "metadata":
+                        guard value.first == UInt8(ascii: "{") else {
+                            throw RequestError(.badJSON, "event \(index): metadata must be a JSON object")
+                        }
+                        metadata = Array(value)
+                    case "event_id":
+                        guard let text = JSONSlicer.decodeString(value), let id = EventID(text) else {
+                            throw RequestError(.badRequest, "event \(index): event_id must be a UUID string")
+                        }
+                        eventID = id
+                    default:
+                        throw RequestError(
+                            .badRequest,
+                            "event \(index): unknown field '\(member.key)' (use event_type, data, event_id, metadata)")
+                    }
+                }
+                guard let eventType else { throw RequestError(.badRequest, "event \(index): event_type is missing") }
+                guard let data else { throw RequestError(.badRequest, "event \(index): data is missing") }
+                try validateDataSize(data)
+                events.append(
+                    EventSpec(
+                        eventID: eventID, eventType: eventType, data: data, metadata: metadata ?? Array("{}".utf8)))
+            }
+            return events
+        }
+        return AppendManyCommand(stream: stream, expectedVersion: expected, events: events)
+    }
+
+    private func parseRead(_ arguments: inout ArgumentReader) throws(RequestError) -> ReadCommand {
+        let usage = "READ <aggregate_type> <aggregate_id> [FROM <version>] [COUNT <n>]"
+        let stream = try streamName(&arguments, usage: usage)
+        var command = ReadCommand(stream: stream, fromVersion: 1, count: Self.defaultCount)
+        while let optionBytes = arguments.nextWord() {
+            let option = String(decoding: optionBytes, as: UTF8.self).uppercased()
+            switch option {
+            case "FROM": command.fromVersion = try number(&arguments, after: "FROM")
+            case "COUNT": command.count = try count(&arguments)
+            default: throw RequestError(.badRequest, "unexpected '\(option.prefix(32))'; usage: \(usage)")
+            }
+        }
+        return command
+    }
+
+    private func parseReadAll(_ arguments: inout ArgumentReader) throws(RequestError) -> ReadAllCommand {
+        let usage = "READALL [FROM <position>] [COUNT <n>] [TYPE <event_type>]..."
+        var command = ReadAllCommand(fromPosition: 1, count: Self.defaultCount, eventTypes: [])
+        while let optionBytes = arguments.nextWord() {
+            let option = String(decoding: optionBytes, as: UTF8.self).uppercased()
+            switch option {
+            case "FROM": command.fromPosition = try number(&arguments, after: "FROM")
+            case "COUNT": command.count = try count(&arguments)
+            case "TYPE": command.eventTypes.insert(try name(&arguments, field: "event_type", usage: usage))
+            default: throw RequestError(.badRequest, "unexpected '\(option.prefix(32))'; usage: \(usage)")
+            }
+        }
+        return command
+    }
+
+    // MARK: - Arguments
+
+    private func name(_ arguments: inout ArgumentReader, field: String, usage: String) throws(RequestError) -> String {
+        guard let bytes = arguments.nextWord() else {
+            throw RequestError(.badRequest, "missing \(field); usage: \(usage)")
+        }
+        guard Name.isValid(bytes) else {
+            throw RequestError(
+                .badRequest,
+                NameError(field: field, value: String(decoding: bytes.prefix(64), as: UTF8.self)).description)
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private func streamName(_ arguments: inout ArgumentReader, usage: String) throws(RequestError) -> StreamName {
+        let type = try name(&arguments, field: "aggregate_type", usage: usage)
+        let id = try name(&arguments, field: "aggregate_id", usage: usage)
+        return StreamName(uncheckedType: type, id: id)
+    }
+
+    private func expectedVersion(_ arguments: inout ArgumentReader) throws(RequestError) -> ExpectedVersion {
+        guard let bytes = arguments.nextWord() else {
+            throw RequestError(.badRequest, "EXPECT needs a version, ANY or NONE")
+        }
+        let text = String(decoding: bytes, as: UTF8.self).uppercased()
+        switch text {
+        case "ANY": return .any
+        case "NONE": return .noStream
+        default:
+            guard let version = Self.parseUnsigned(bytes) else {
+                throw RequestError(
+                    .badRequest, "EXPECT needs a version (0 or more), ANY or NONE, not '\(text.prefix(32))'")
+            }
+            return .exact(version)
+        }
+    }
+
+    private func eventID(_ arguments: inout ArgumentReader) throws(RequestError) -> EventID {
+        guard let bytes = arguments.nextWord() else { throw RequestError(.badRequest, "ID needs a UUID") }
+        guard let id = EventID(utf8: bytes) else {
+            throw RequestError(
+                .badRequest,
+                "invalid event_id '\(String(decoding: bytes.prefix(64), as: UTF8.self))': use a UUID such as "
+                    + "7c9e6679-7425-40de-944b-e07fc1f90ae7")
+        }
+        return id
+    }
+
+    private func metadataObject(_ arguments: inout ArgumentReader) throws(RequestError) -> [UInt8] {
+        switch arguments.nextJSON() {
+        case .none: throw RequestError(.badRequest, "META needs a JSON object")
+        case .some(.failure(let failure)): throw RequestError(.badJSON, "metadata: \(failure)")
+        case .some(.success(let bytes)):
+            if let failure = JSONValidator.validateObject(bytes) {
+                throw RequestError(.badJSON, "metadata: \(failure)")
+            }
+            guard bytes.count <= 64 * 1024 else { throw RequestError(.tooLarge, "metadata exceeds 65536 bytes") }
+            return bytes
+        }
+    }
+
+    private func number(_ arguments: inout ArgumentReader, after option: String) throws(RequestError) -> UInt64 {
+        guard let bytes = arguments.nextWord(), let value = Self.parseUnsigned(bytes) else {
+            throw RequestError(.badRequest, "\(option) needs a whole number")
+        }
+        return value
+    }
+
+    private func count(_ arguments: inout ArgumentReader) throws(RequestError) -> Int {
+        let value = try number(&arguments, after: "COUNT")
+        guard value >= 1, value <= UInt64(Self.maximumCount) else {
+            throw RequestError(.badRequest, "COUNT must be 1 to \(Self.maximumCount)")
+        }
+        return Int(value)
+    }
+
+    private func validateDataSize(_ data: [UInt8]) throws(RequestError) {
+        guard data.count <= maximumDataBytes else {
+            throw RequestError(.tooLarge, "data is \(data.count) bytes, the limit is \(maximumDataBytes)")
+        }
+    }
+
+    private func validateData(_ data: [UInt8]) throws(RequestError) {
+        try validateDataSize(data)
+        if let failure = JSONValidator.validate(data) {
+            throw RequestError(.badJSON, "data: \(failure)")
+        }
+    }
+
+    /// Parses a decimal unsigned 64-bit number with no sign.
+    /// - Parameter bytes: The digits.
+    /// - Returns: The number, or `nil` when not all digits or too large.
+    public static func parseUnsigned<Bytes: Collection>(_ bytes: Bytes) -> UInt64? where Bytes.Element == UInt8 {
+        guard !bytes.isEmpty, bytes.count <= 20 else { return nil }
+        var value: UInt64 = 0
+        for byte in bytes {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            let (multiplied, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (added, overflow2) = multiplied.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))
+            guard !overflow1, !overflow2 else { return nil }
+            value = added
+        }
+        return value
+    }
+}
+
+/// Reads a request's arguments the same way whether it came as RESP or as an inline line.
+///
+/// In the inline form, words are separated by spaces or tabs; ``rest()`` takes the rest of the line, so a final
+/// JSON argument may contain spaces, and ``nextJSON()`` takes one JSON value that is followed by more words.
+struct ArgumentReader {
+    private let frame: RequestFrame
+    private var index = 0
+    private let bytes: [UInt8]
+
+    init(_ frame: RequestFrame) {
+        self.frame = frame
+        switch frame {
+        case .resp: self.bytes = []
+        case .inline(let line): self.bytes = Array(line.readableBytesView)
+        }
+    }
+
+    private func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 }
+
+    private func wordRange() -> Range<Int>? {
+        var start = index
+        while start < bytes.count, isSpace(bytes[start]) { start += 1 }
+        guard start < bytes.count else { return nil }
+        var end = start
+        while end < bytes.count, !isSpace(bytes[end]) { end += 1 }
+        return start..<end
+    }
+
+    /// The next word (or RESP argument) without consuming it.
+    func peekWord() -> [UInt8]? {
+        switch frame {
+        case .resp(let arguments):
+            return index < arguments.count ? Array(arguments[index].readableBytesView) : nil
+        case .inline:
+            return wordRange().map { Array(bytes[$0]) }
+        }
+    }
+
+    /// Consumes the next word.
+    mutating func skipWord() {
+        _ = nextWord()
+    }
+
+    /// The next word (or RESP argument).
+    mutating func nextWord() -> [UInt8]? {
+        switch frame {
+        case .resp(let arguments):
+            guard index < arguments.count else { return nil }
+            defer { index += 1 }
+            return Array(arguments[index].readableBytesView)
+        case .inline:
+            guard let range = wordRange() else { return nil }
+            index = range.upperBound
+            return Array(bytes[range])
+        }
+    }
+
+    /// The next RESP argument, or the rest of the inline line with surrounding white space removed.
+    mutating func rest() -> [UInt8]? {
+        switch frame {
+        case .resp:
+            return nextWord()
+        case .inline:
+            var start = index
+            while start < bytes.count, isSpace(bytes[start]) { start += 1 }
+            var end = bytes.count
+            while end > start, isSpace(bytes[end - 1]) { end -= 1 }
+            index = bytes.count
+            return start < end ? Array(bytes[start..<end]) : nil
+        }
+    }
+
+    /// The next RESP argument, or one JSON value from the inline line.
+    mutating func nextJSON() -> Result<[UInt8], JSONValidator.Failure>? {
+        switch frame {
+        case .resp:
+            return nextWord().map { .success($0) }
+        case .inline:
+            guard let range = wordRange() else { return nil }
+            let start = range.lowerBound
+            let result = bytes.withUnsafeBufferPointer { JSONValidator.endOfValue(in: $0, from: start) }
+            switch result {
+            case .success(let end):
+                index = end
+                return .success(Array(bytes[start..<end]))
+            case .failure(let failure):
+                index = bytes.count
+                return .failure(JSONValidator.Failure(offset: failure.offset - start, reason: failure.reason))
+            }
+        }
+    }
+
+    /// Fails when arguments are left over.
+    func expectEnd(_ verb: String) throws(RequestError) {
+        switch frame {
+        case .resp(let arguments):
+            if index < arguments.count {
+                throw RequestError(.badRequest, "too many arguments for \(verb)")
+            }
+        case .inline:
+            if wordRange() != nil { throw RequestError(.badRequest, "too many arguments for \(verb)") }
+        }
+    }
+}
