@@ -1,0 +1,153 @@
+import LoglineCore
+import LoglineProtocol
+import NIOCore
+
+/// One client connection: runs each request through the ``RequestExecutor`` and writes the replies in request
+/// order, however late the durable ones complete.
+///
+/// Reads are answered at once; appends are answered when the group commit that holds them is on disk. Each
+/// request takes a slot in `pending`; a reply fills its slot, and every filled slot at the front is written.
+/// When too many requests are in flight, or the client stops reading its replies, the handler stops reading
+/// from the socket until it catches up (backpressure, rather than unbounded memory).
+final class ConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = RequestFrameDecoder.Outcome
+    typealias OutboundOut = ByteBuffer
+
+    private let executor: RequestExecutor
+    private let parser: RequestParser
+    private let maximumPipelinedRequests: Int
+    private var pending = CircularBuffer<ByteBuffer?>(initialCapacity: 16)
+    private var firstPendingSlot = 0
+    private var nextSlot = 0
+    private var closeAfterSlot: Int?
+    private var readingPaused = false
+    private var insideReadLoop = false
+    private var context: ChannelHandlerContext?
+
+    init(executor: RequestExecutor, parser: RequestParser, maximumPipelinedRequests: Int) {
+        self.executor = executor
+        self.parser = parser
+        self.maximumPipelinedRequests = maximumPipelinedRequests
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        executor.connectionOpened()
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        executor.connectionClosed()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard closeAfterSlot == nil else { return }  // QUIT or a fatal error: ignore what follows.
+        insideReadLoop = true
+        let slot = nextSlot
+        nextSlot += 1
+        pending.append(nil)
+        switch unwrapInboundIn(data) {
+        case .needMoreData:
+            preconditionFailure("the decoder never forwards needMoreData")
+        case .error(let error):
+            if error.closesConnection { closeAfterSlot = slot }
+            fill(slot, with: executor.errorReply(error.code, error.message))
+        case .frame(let frame):
+            let request: Request
+            do {
+                request = try parser.parse(frame)
+            } catch {
+                fill(slot, with: executor.errorReply(error.code, error.message))
+                return
+            }
+            if case .quit = request { closeAfterSlot = slot }
+            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let eventLoop = context.eventLoop
+            if let reply = executor.execute(
+                request,
+                completion: { reply in
+                    if eventLoop.inEventLoop {
+                        loopBound.value.fill(slot, with: reply)
+                    } else {
+                        eventLoop.execute { loopBound.value.fill(slot, with: reply) }
+                    }
+                })
+            {
+                fill(slot, with: reply)
+            }
+        }
+        updateReading()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        insideReadLoop = false
+        context.flush()
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        updateReading()
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            // The client sent all it will send (`printf ... | nc`): answer what is in flight, then close.
+            if pending.isEmpty {
+                context.close(promise: nil)
+            } else if closeAfterSlot == nil {
+                closeAfterSlot = nextSlot - 1
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // Connection resets and the like: nothing to reply to.
+        context.close(promise: nil)
+    }
+
+    /// Puts a reply in its slot and writes every reply that is now ready, in order.
+    private func fill(_ slot: Int, with reply: ByteBuffer) {
+        guard let context else { return }
+        pending[pending.index(pending.startIndex, offsetBy: slot - firstPendingSlot)] = reply
+        var wrote = false
+        while let first = pending.first, let ready = first {
+            pending.removeFirst()
+            let written = firstPendingSlot
+            firstPendingSlot += 1
+            wrote = true
+            if written == closeAfterSlot {
+                let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+                context.writeAndFlush(wrapOutboundOut(ready)).whenComplete { _ in
+                    boundContext.value.close(promise: nil)
+                }
+                pending.removeAll()
+                return
+            }
+            context.write(wrapOutboundOut(ready), promise: nil)
+        }
+        if wrote && !insideReadLoop { context.flush() }
+        updateReading()
+    }
+
+    /// Stops reading while too many requests wait or the client is not taking its replies; resumes after.
+    private func updateReading() {
+        guard let context else { return }
+        let shouldPause = pending.count >= maximumPipelinedRequests || !context.channel.isWritable
+        if shouldPause != readingPaused {
+            readingPaused = shouldPause
+            context.channel.setOption(ChannelOptions.autoRead, value: !shouldPause).whenComplete { _ in }
+            if !shouldPause { context.read() }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+import LoglineCore
+import LoglineLog
+import LoglineProtocol
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// The Logline server: one TCP socket speaking the line protocol (RESP and inline), over an ``EventLog``.
+///
+/// A `Service`: run it in a `ServiceGroup`, which handles SIGTERM and SIGINT. On graceful shutdown it stops
+/// accepting connections and closes the open ones; the owner of the log closes the log afterwards, which
+/// finishes the group commit in flight.
+public final class LoglineServer: Service, Sendable {
+    /// How the server listens and what it accepts.
+    public struct Configuration: Sendable {
+        /// The address to listen on.
+        public var host: String = "127.0.0.1"
+        /// The port to listen on; 0 picks a free one (reported through `onServerRunning`).
+        public var port: Int = 7480
+        /// The largest request, in bytes; a larger one is answered `-TOOLARGE` and the connection closes.
+        public var maximumRequestBytes: Int = 1 << 20
+        /// The most requests of one connection in flight before the server stops reading from it.
+        public var maximumPipelinedRequests: Int = 1024
+
+        /// The defaults: 127.0.0.1:7480, 1 MiB requests.
+        public init() {}
+    }
+
+    private let configuration: Configuration
+    private let executor: RequestExecutor
+    private let eventLoopGroup: any EventLoopGroup
+    private let logger: Logger
+    private let onServerRunning: @Sendable (SocketAddress) async -> Void
+    private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+
+    /// Creates a server.
+    /// - Parameters:
+    ///   - configuration: Address and limits.
+    ///   - log: The event log it serves.
+    ///   - eventLoopGroup: The NIO threads (the shared singleton by default).
+    ///   - logger: Where notable things are logged.
+    ///   - onServerRunning: Called with the bound address once the server listens.
+    public init(
+        configuration: Configuration, log: any EventLog,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
+        onServerRunning: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
+    ) {
+        self.configuration = configuration
+        self.executor = RequestExecutor(log: log, logger: logger)
+        self.eventLoopGroup = eventLoopGroup
+        self.logger = logger
+        self.onServerRunning = onServerRunning
+    }
+
+    /// Listens until graceful shutdown or cancellation.
+    /// - Throws: When the address cannot be bound.
+    public func run() async throws {
+        let decoder = RequestFrameDecoder(maximumRequestBytes: configuration.maximumRequestBytes)
+        let parser = RequestParser(maximumDataBytes: configuration.maximumRequestBytes)
+        let executor = self.executor
+        let maximumPipelined = configuration.maximumPipelinedRequests
+        let serverChannel = try await ServerBootstrap(group: eventLoopGroup)
+            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { [self] channel in
+                self.track(channel)
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(RequestDecoderHandler(decoder: decoder)))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectionHandler(
+                            executor: executor, parser: parser, maximumPipelinedRequests: maximumPipelined))
+                }
+            }
+            .bind(host: configuration.host, port: configuration.port)
+            .get()
+        let address = serverChannel.localAddress!
+        logger.info("listening", metadata: ["address": "\(address)"])
+        await onServerRunning(address)
+
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                try? await serverChannel.closeFuture.get()
+            } onGracefulShutdown: {
+                serverChannel.close(promise: nil)
+            }
+        } onCancel: {
+            serverChannel.close(promise: nil)
+        }
+        let open = connections.withLock { Array($0.values) }
+        for channel in open { try? await channel.close() }
+        logger.info("stopped listening", metadata: ["address": "\(address)"])
+    }
+
+    private func track(_ channel: any Channel) {
+        let key = ObjectIdentifier(channel)
+        connections.withLock { $0[key] = channel }
+        channel.closeFuture.whenComplete { [self] _ in
+            _ = self.connections.withLock { $0.removeValue(forKey: key) }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+import LoglineCore
+import LoglineLog
+import LoglineProtocol
+import Logging
+import NIOCore
+import Synchronization
+
+/// Carries out requests against the log and renders their replies; knows nothing of sockets.
+///
+/// Reads run on the caller's thread (LMDB readers never wait for the writer) and return their reply at once.
+/// Appends go to the log's group commit and reply through `completion` once durable.
+final class RequestExecutor: Sendable {
+    private let log: any EventLog
+    private let logger: Logger
+    private let allocator = ByteBufferAllocator()
+    private let startedAt = ContinuousClock.now
+    private let openConnections = Atomic<Int>(0)
+    private let totalConnections = Atomic<Int>(0)
+    /// The server's version, reported by `INFO`.
+    static let version = "0.1.0"
+
+    init(log: any EventLog, logger: Logger) {
+        self.log = log
+        self.logger = logger
+    }
+
+    func connectionOpened() {
+        openConnections.add(1, ordering: .relaxed)
+        totalConnections.add(1, ordering: .relaxed)
+    }
+
+    func connectionClosed() {
+        openConnections.subtract(1, ordering: .relaxed)
+    }
+
+    /// Runs `request`.
+    /// - Returns: The reply when it is ready now; `nil` when it will come through `completion`.
+    func execute(_ request: Request, completion: @escaping @Sendable (ByteBuffer) -> Void) -> ByteBuffer? {
+        switch request {
+        case .ping(let message):
+            var buffer = allocator.buffer(capacity: 16)
+            if let message {
+                ReplyWriter.bulk(message, into: &buffer)
+            } else {
+                ReplyWriter.simpleString("PONG", into: &buffer)
+            }
+            return buffer
+        case .quit:
+            var buffer = allocator.buffer(capacity: 8)
+            ReplyWriter.simpleString("OK", into: &buffer)
+            return buffer
+        case .append(let command):
+            let request = AppendRequest(
+                stream: command.stream, expectedVersion: command.expectedVersion,
+                events: [proposed(command.event)])
+            log.append(request) { [self] result in completion(self.appendReply(result, many: false)) }
+            return nil
+        case .appendMany(let command):
+            let request = AppendRequest(
+                stream: command.stream, expectedVersion: command.expectedVersion,
+                events: command.events.map(proposed))
+            log.append(request) { [self] result in completion(self.appendReply(result, many: true)) }
+            return nil
+        case .read(let command):
+            return readReply {
+                try log.readStream(command.stream, from: command.fromVersion, limit: command.count)
+            }
+        case .readAll(let command):
+            return readReply {
+                try log.readAll(from: command.fromPosition, limit: command.count, eventTypes: command.eventTypes)
+            }
+        case .info:
+            return infoReply()
+        case .redisCompatibility(let command):
+            var buffer = allocator.buffer(capacity: 16)
+            switch command {
+            case .command: ReplyWriter.arrayHeader(0, into: &buffer)
+            case .configGet(let parameter):
+                // What redis-benchmark and client libraries ask; the values describe Logline truthfully.
+                let values = ["save": "", "appendonly": "yes", "appendfsync": "always"]
+                if let value = values[parameter] {
+                    ReplyWriter.arrayHeader(2, into: &buffer)
+                    ReplyWriter.bulk(Array(parameter.utf8), into: &buffer)
+                    ReplyWriter.bulk(Array(value.utf8), into: &buffer)
+                } else {
+                    ReplyWriter.arrayHeader(0, into: &buffer)
+                }
+            case .ok: ReplyWriter.simpleString("OK", into: &buffer)
+            case .echo(let message): ReplyWriter.bulk(message, into: &buffer)
+            }
+            return buffer
+        }
+    }
+
+    /// An error reply.
+    func errorReply(_ code: ErrorCode, _ message: String) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: 32 + message.utf8.count)
+        ReplyWriter.error(code, message, into: &buffer)
+        return buffer
+    }
+
+    private func proposed(_ event: EventSpec) -> ProposedEvent {
+        ProposedEvent(eventID: event.eventID, eventType: event.eventType, data: event.data, metadata: event.metadata)
+    }
+
+    private func appendReply(_ result: Result<AppendResult, AppendError>, many: Bool) -> ByteBuffer {
+        switch result {
+        case .success(let outcome):
+            var json = [UInt8]()
+            json.reserveCapacity(96)
+            if many {
+                json.append(contentsOf: #"{"events":["#.utf8)
+                for (index, event) in outcome.events.enumerated() {
+                    if index > 0 { json.append(UInt8(ascii: ",")) }
+                    appendedJSON(event, duplicate: nil, into: &json)
+                }
+                json.append(contentsOf: #"],"first_position":"#.utf8)
+                EnvelopeJSON.appendDecimal(outcome.events.first?.position ?? 0, to: &json)
+                json.append(contentsOf: #","last_position":"#.utf8)
+                EnvelopeJSON.appendDecimal(outcome.events.last?.position ?? 0, to: &json)
+                json.append(contentsOf: #","version":"#.utf8)
+                EnvelopeJSON.appendDecimal(outcome.events.last?.version ?? 0, to: &json)
+                json.append(contentsOf: #","duplicate":"#.utf8)
+                json.append(contentsOf: (outcome.alreadyAppended ? "true" : "false").utf8)
+                json.append(UInt8(ascii: "}"))
+            } else {
+                appendedJSON(outcome.events[0], duplicate: outcome.alreadyAppended, into: &json)
+            }
+            var buffer = allocator.buffer(capacity: json.count + 16)
+            ReplyWriter.bulk(json, into: &buffer)
+            return buffer
+        case .failure(let error):
+            let code: ErrorCode
+            switch error {
+            case .wrongExpectedVersion, .eventIDReused, .partiallyAppended: code = .conflict
+            case .duplicateEventIDInRequest, .emptyRequest: code = .badRequest
+            case .closed: code = .unavailable
+            case .storage: code = .internal
+            }
+            return errorReply(code, error.description)
+        }
+    }
+
+    private func appendedJSON(_ event: AppendedEvent, duplicate: Bool?, into json: inout [UInt8]) {
+        json.append(contentsOf: #"{"event_id":""#.utf8)
+        event.eventID.appendText(to: &json)
+        json.append(contentsOf: #"","position":"#.utf8)
+        EnvelopeJSON.appendDecimal(event.position, to: &json)
+        json.append(contentsOf: #","version":"#.utf8)
+        EnvelopeJSON.appendDecimal(event.version, to: &json)
+        if let duplicate {
+            json.append(contentsOf: #","duplicate":"#.utf8)
+            json.append(contentsOf: (duplicate ? "true" : "false").utf8)
+        }
+        json.append(UInt8(ascii: "}"))
+    }
+
+    private func readReply(_ read: () throws -> [RecordedEvent]) -> ByteBuffer {
+        let events: [RecordedEvent]
+        do {
+            events = try read()
+        } catch {
+            logger.error("read failed", metadata: ["error": "\(error)"])
+            return errorReply(.internal, "read failed: \(error)")
+        }
+        var buffer = allocator.buffer(capacity: 16 + events.count * 320)
+        ReplyWriter.arrayHeader(events.count, into: &buffer)
+        var json = [UInt8]()
+        json.reserveCapacity(512)
+        for event in events {
+            json.removeAll(keepingCapacity: true)
+            event.appendJSON(to: &json)
+            ReplyWriter.bulk(json, into: &buffer)
+        }
+        return buffer
+    }
+
+    private func infoReply() -> ByteBuffer {
+        let info: LogInfo
+        do {
+            info = try log.info()
+        } catch {
+            return errorReply(.internal, "info failed: \(error)")
+        }
+        let uptime = ContinuousClock.now - startedAt
+        var json = [UInt8]()
+        json.append(contentsOf: #"{"version":"#.utf8)
+        JSONWriter.appendString(Self.version, to: &json)
+        json.append(contentsOf: #","last_position":"#.utf8)
+        EnvelopeJSON.appendDecimal(info.lastPosition, to: &json)
+        json.append(contentsOf: #","event_count":"#.utf8)
+        EnvelopeJSON.appendDecimal(info.eventCount, to: &json)
+        json.append(contentsOf: #","stream_count":"#.utf8)
+        EnvelopeJSON.appendDecimal(info.streamCount, to: &json)
+        json.append(contentsOf: #","data_dir":"#.utf8)
+        JSONWriter.appendString(info.location, to: &json)
+        json.append(contentsOf: #","storage_bytes":"#.utf8)
+        EnvelopeJSON.appendDecimal(info.storageBytes, to: &json)
+        json.append(contentsOf: #","uptime_s":"#.utf8)
+        EnvelopeJSON.appendDecimal(UInt64(max(0, uptime.components.seconds)), to: &json)
+        json.append(contentsOf: #","connections":"#.utf8)
+        EnvelopeJSON.appendDecimal(UInt64(max(0, openConnections.load(ordering: .relaxed))), to: &json)
+        json.append(contentsOf: #","total_connections":"#.utf8)
+        EnvelopeJSON.appendDecimal(UInt64(max(0, totalConnections.load(ordering: .relaxed))), to: &json)
+        json.append(UInt8(ascii: "}"))
+        var buffer = allocator.buffer(capacity: json.count + 16)
+        ReplyWriter.bulk(json, into: &buffer)
+        return buffer
+    }
+}
