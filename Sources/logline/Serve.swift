@@ -1,0 +1,67 @@
+import ArgumentParser
+import Foundation
+import LoglineLog
+import LoglineServer
+import Logging
+import ServiceLifecycle
+
+/// `logline serve`: opens the log in a data directory and serves it on a TCP port.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the server on a data directory (created if missing).")
+
+    @Option(name: .long, help: "The data directory; one server per directory.")
+    var data: String = "data/store"
+
+    @Option(name: .long, help: "The address to listen on.")
+    var host: String = "127.0.0.1"
+
+    @Option(name: .long, help: "The port to listen on (0 picks a free one).")
+    var port: Int = 7480
+
+    @Option(name: .long, help: "The largest request in bytes; larger ones get -TOOLARGE and the connection closes.")
+    var maxRequestBytes: Int = 1 << 20
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
+            throw ValidationError("unknown log level '\(logLevel)'")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "logline")
+
+        let log: LMDBEventLog
+        do {
+            log = try LMDBEventLog(directory: data, logger: logger)
+        } catch {
+            FileHandle.standardError.write(Data("logline: error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        defer { log.close() }
+
+        var configuration = LoglineServer.Configuration()
+        configuration.host = host
+        configuration.port = port
+        configuration.maximumRequestBytes = maxRequestBytes
+        let directory = log.directory
+        let server = LoglineServer(configuration: configuration, log: log, logger: logger) { address in
+            let text = "logline: listening on \(address.ipAddress ?? host):\(address.port ?? port), data in \(directory)\n"
+            FileHandle.standardError.write(Data(text.utf8))
+        }
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            FileHandle.standardError.write(Data("logline: error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
