@@ -103,7 +103,8 @@ public struct LMDBTransaction {
     ///   - body: The walk.
     /// - Returns: What `body` returns.
     /// - Throws: ``LMDBError`` or what `body` throws.
-    public func withCursor<T, E: Error>(_ database: LMDBDatabase, _ body: (inout LMDBCursor) throws(E) -> T) throws -> T {
+    public func withCursor<T, E: Error>(_ database: LMDBDatabase, _ body: (inout LMDBCursor) throws(E) -> T) throws -> T
+    {
         var cursor: OpaquePointer?
         try LMDBError.check(mdb_cursor_open(handle, database.handle, &cursor), "mdb_cursor_open \(database.name)")
         defer { mdb_cursor_close(cursor) }

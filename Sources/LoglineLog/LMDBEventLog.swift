@@ -1,8 +1,8 @@
 import Dispatch
 import Foundation
+import Logging
 import LoglineCore
 import LoglineLMDB
-import Logging
 import Synchronization
 
 /// The event log on LMDB: one environment in a data directory, one writer thread with group commit.
@@ -39,7 +39,6 @@ public final class LMDBEventLog: EventLog {
     public let directory: String
     let environment: LMDBEnvironment
     let events: LMDBDatabase
-    let streams: LMDBDatabase
     let streamEvents: LMDBDatabase
     let eventIDs: LMDBDatabase
     let meta: LMDBDatabase
@@ -77,7 +76,6 @@ public final class LMDBEventLog: EventLog {
             let environment = try LMDBEnvironment(directory: absolute, configuration: environmentConfiguration)
             self.environment = environment
             self.events = try environment.openDatabase(named: "events")
-            self.streams = try environment.openDatabase(named: "streams")
             self.streamEvents = try environment.openDatabase(named: "stream_events")
             self.eventIDs = try environment.openDatabase(named: "event_ids")
             self.meta = try environment.openDatabase(named: "meta")
@@ -231,9 +229,7 @@ public final class LMDBEventLog: EventLog {
     /// - Throws: ``LoglineLMDB/LMDBError``.
     public func streamVersion(_ stream: StreamName) throws -> StreamVersion {
         let key = StorageLayout.streamKey(stream)
-        return try environment.read { transaction in
-            try transaction.get(streams, key: key).map { StorageLayout.readBigEndian($0) } ?? 0
-        }
+        return try environment.read { transaction in try currentVersion(of: key, in: transaction) }
     }
 
     /// Figures about the log.
@@ -244,12 +240,29 @@ public final class LMDBEventLog: EventLog {
             let last = try transaction.withCursor(events) { cursor in
                 try cursor.last().map { StorageLayout.readBigEndian($0.key) } ?? 0
             }
-            return (last, UInt64(transaction.count(streams)))
+            let streamCount = try transaction.get(meta, key: StorageLayout.streamCountKey).map {
+                StorageLayout.readBigEndian($0)
+            }
+            return (last, streamCount ?? 0)
         }
         let size = (try? FileManager.default.attributesOfItem(atPath: directory + "/data.mdb")[.size] as? UInt64) ?? 0
         return LogInfo(
             lastPosition: last, eventCount: last, streamCount: streamCount, location: directory,
             storageBytes: size)
+    }
+
+    /// The last version of a stream: the greatest key with the stream's prefix in `stream_events`.
+    func currentVersion(of streamKey: [UInt8], in transaction: LMDBTransaction) throws -> StreamVersion {
+        try transaction.withCursor(streamEvents) { cursor in
+            let beyond = StorageLayout.streamEventKey(streamKey, version: .max)
+            var entry = try cursor.seek(atOrAfter: beyond)
+            if let found = entry, found.key.elementsEqual(beyond) { return .max }
+            entry = entry == nil ? try cursor.last() : try cursor.previous()
+            guard let candidate = entry, candidate.key.count == streamKey.count + 8,
+                candidate.key.starts(with: streamKey)
+            else { return 0 }
+            return StorageLayout.readBigEndian(candidate.key, at: streamKey.count)
+        }
     }
 
     private func event(at position: LogPosition, in transaction: LMDBTransaction) throws -> StoredEventView {
@@ -299,6 +312,7 @@ public final class LMDBEventLog: EventLog {
             outcome = try environment.write { transaction in
                 var stager = BatchStager(log: self, transaction: transaction, head: startHead, recordedAt: now)
                 let results = try batch.map { try stager.stage($0.request) }
+                try stager.finish()
                 return BatchOutcome(results: results, head: stager.head, recordedAt: now)
             }
         } catch {
@@ -322,12 +336,21 @@ public final class LMDBEventLog: EventLog {
         let recordedAt: Timestamp
         var streamVersions: [[UInt8]: StreamVersion] = [:]
         var stagedIDs: [EventID: (event: ProposedEvent, stream: StreamName, appended: AppendedEvent)] = [:]
+        var newStreams: UInt64 = 0
 
         init(log: LMDBEventLog, transaction: LMDBTransaction, head: LogPosition, recordedAt: Int64) {
             self.log = log
             self.transaction = transaction
             self.head = head
             self.recordedAt = Timestamp(millisecondsSinceEpoch: recordedAt)
+        }
+
+        /// Writes what the batch changed beyond its events: the count of streams.
+        func finish() throws {
+            guard newStreams > 0 else { return }
+            let key = StorageLayout.streamCountKey
+            let before = try transaction.get(log.meta, key: key).map { StorageLayout.readBigEndian($0) } ?? 0
+            try transaction.put(log.meta, key: key, value: StorageLayout.bigEndian(before + newStreams))
         }
 
         /// Validates and writes one request. Logical failures (expectations, ids) are returned and write
@@ -368,7 +391,7 @@ public final class LMDBEventLog: EventLog {
             if let cached = streamVersions[streamKey] {
                 current = cached
             } else {
-                current = try transaction.get(log.streams, key: streamKey).map { StorageLayout.readBigEndian($0) } ?? 0
+                current = try log.currentVersion(of: streamKey, in: transaction)
             }
             guard request.expectedVersion.isSatisfied(by: current) else {
                 return .failure(
@@ -376,13 +399,14 @@ public final class LMDBEventLog: EventLog {
             }
 
             // Write.
+            if current == 0 { newStreams += 1 }
             var appended: [AppendedEvent] = []
             appended.reserveCapacity(request.events.count)
             var version = current
             for event in request.events {
                 head += 1
                 version += 1
-                let id = event.eventID ?? EventID.random()
+                let id = event.eventID ?? EventID.timeOrdered(at: recordedAt.millisecondsSinceEpoch)
                 let record = StorageLayout.encodeRecord(
                     eventID: id, eventType: event.eventType, stream: request.stream, version: version,
                     recordedAt: recordedAt, data: event.data, metadata: event.metadata)
@@ -393,10 +417,9 @@ public final class LMDBEventLog: EventLog {
                     value: positionBytes)
                 try transaction.put(log.eventIDs, key: id.bytes, value: positionBytes)
                 let result = AppendedEvent(eventID: id, position: head, version: version)
-                stagedIDs[id] = (event, request.stream, result)
+                if event.eventID != nil { stagedIDs[id] = (event, request.stream, result) }
                 appended.append(result)
             }
-            try transaction.put(log.streams, key: streamKey, value: StorageLayout.bigEndian(version))
             streamVersions[streamKey] = version
             return .success(AppendResult(events: appended, alreadyAppended: false))
         }

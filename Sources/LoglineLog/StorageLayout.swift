@@ -3,10 +3,12 @@ import LoglineCore
 /// How the LMDB backend lays events out in its databases.
 ///
 /// - `events`: position (8 bytes, big-endian) → event record (below).
-/// - `streams`: stream key → the stream's version (8 bytes, big-endian).
 /// - `stream_events`: stream key + version (8 bytes, big-endian) → position (8 bytes, big-endian).
 /// - `event_ids`: event id (16 bytes) → position (8 bytes, big-endian).
-/// - `meta`: settings of the store, such as its format version.
+/// - `meta`: the store's format version and its count of streams.
+///
+/// A stream's current version is the greatest version under its prefix in `stream_events`, so no separate
+/// table of stream heads has to be rewritten (a random page write) on every append.
 ///
 /// A stream key is `aggregate_type`, a 0 byte, `aggregate_id`, a 0 byte. Names never contain 0, so the key is
 /// prefix-free and a cursor can walk one stream's versions in order.
@@ -16,6 +18,7 @@ import LoglineCore
 /// metadata, then the data to the end.
 enum StorageLayout {
     static let recordFormat: UInt8 = 1
+    static let streamCountKey = Array("stream_count".utf8)
 
     static func streamKey(_ stream: StreamName) -> [UInt8] {
         var key = [UInt8]()
@@ -99,7 +102,8 @@ struct StoredEventView {
         guard record.count >= 33 + 3 + 4, record[0] == StorageLayout.recordFormat else { return nil }
         self.position = position
         self.version = StorageLayout.readBigEndian(record, at: 1)
-        self.recordedAt = Timestamp(millisecondsSinceEpoch: Int64(bitPattern: StorageLayout.readBigEndian(record, at: 9)))
+        self.recordedAt = Timestamp(
+            millisecondsSinceEpoch: Int64(bitPattern: StorageLayout.readBigEndian(record, at: 9)))
         self.eventID = EventID(
             high: StorageLayout.readBigEndian(record, at: 17), low: StorageLayout.readBigEndian(record, at: 25))
         var offset = 33

@@ -58,7 +58,8 @@ public struct RequestParser: Sendable {
     // MARK: - Verbs
 
     private func parseAppend(_ arguments: inout ArgumentReader) throws(RequestError) -> AppendCommand {
-        let usage = "APPEND <aggregate_type> <aggregate_id> <event_type> [EXPECT n|ANY|NONE] [ID uuid] [META json] <data>"
+        let usage =
+            "APPEND <aggregate_type> <aggregate_id> <event_type> [EXPECT n|ANY|NONE] [ID uuid] [META json] <data>"
         let stream = try streamName(&arguments, usage: usage)
         let eventType = try name(&arguments, field: "event_type", usage: usage)
         var expected = ExpectedVersion.any
@@ -126,7 +127,8 @@ public struct RequestParser: Sendable {
                         guard let text = JSONSlicer.decodeString(value), Name.isValid(text) else {
                             throw RequestError(
                                 .badRequest,
-                                "event \(index): event_type must be a string of 1 to 200 bytes of A-Z a-z 0-9 . _ : @ -")
+                                "event \(index): event_type must be a string of 1 to 200 bytes of A-Z a-z 0-9 . _ : @ -"
+                            )
                         }
                         eventType = text
                     case "data":

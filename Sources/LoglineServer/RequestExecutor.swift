@@ -1,7 +1,7 @@
+import Logging
 import LoglineCore
 import LoglineLog
 import LoglineProtocol
-import Logging
 import NIOCore
 import Synchronization
 

@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
+import Logging
 import LoglineLog
 import LoglineServer
-import Logging
 import ServiceLifecycle
 
 /// `logline serve`: opens the log in a data directory and serves it on a TCP port.
@@ -51,7 +51,8 @@ struct Serve: AsyncParsableCommand {
         configuration.maximumRequestBytes = maxRequestBytes
         let directory = log.directory
         let server = LoglineServer(configuration: configuration, log: log, logger: logger) { address in
-            let text = "logline: listening on \(address.ipAddress ?? host):\(address.port ?? port), data in \(directory)\n"
+            let text =
+                "logline: listening on \(address.ipAddress ?? host):\(address.port ?? port), data in \(directory)\n"
             FileHandle.standardError.write(Data(text.utf8))
         }
         let group = ServiceGroup(
