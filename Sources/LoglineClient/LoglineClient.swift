@@ -62,7 +62,11 @@ public final class LoglineClient: Sendable {
     /// - Throws: ``LoglineClientError`` when the connection fails.
     public func sendRaw(_ arguments: [[UInt8]]) async throws(LoglineClientError) -> RESPValue {
         let promise = channel.eventLoop.makePromise(of: RESPValue.self)
-        channel.writeAndFlush((arguments: arguments, promise: promise), promise: nil)
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        channel.writeAndFlush((arguments: arguments, promise: promise), promise: written)
+        // A write to a closed channel never reaches the handler: fail the reply instead of waiting forever.
+        // (A promise completes once; a later failure of an already answered request is ignored.)
+        written.futureResult.whenFailure { _ in promise.fail(LoglineClientError.connectionClosed) }
         do {
             return try await promise.futureResult.get()
         } catch let error as LoglineClientError {

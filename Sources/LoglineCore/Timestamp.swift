@@ -61,7 +61,13 @@ public struct Timestamp: Hashable, Sendable, Comparable, CustomStringConvertible
                 divisor /= 10
             }
         }
-        digits(year, 4)
+        if (0...9999).contains(year) {
+            digits(year, 4)
+        } else {
+            // Outside RFC 3339's years: an ISO 8601 expanded year, which ``init(rfc3339:)`` does not accept.
+            buffer.append(contentsOf: (year < 0 ? "-" : "+").utf8)
+            buffer.append(contentsOf: String(year.magnitude).utf8)
+        }
         buffer.append(UInt8(ascii: "-"))
         digits(month, 2)
         buffer.append(UInt8(ascii: "-"))
@@ -99,15 +105,13 @@ public struct Timestamp: Hashable, Sendable, Comparable, CustomStringConvertible
         else { return nil }
         var millis: Int64 = 0
         if bytes.count > 20 {
-            guard bytes[19] == UInt8(ascii: "."), bytes.count >= 22, let fraction = number(20..<(bytes.count - 1))
-            else { return nil }
+            // Any number of fraction digits; only the first three count (milliseconds).
             let fractionDigits = bytes.count - 21
-            var scaled = fraction
-            if fractionDigits < 3 {
-                for _ in fractionDigits..<3 { scaled *= 10 }
-            } else {
-                for _ in 3..<fractionDigits { scaled /= 10 }
-            }
+            guard bytes[19] == UInt8(ascii: "."), fractionDigits >= 1,
+                bytes[20..<(bytes.count - 1)].allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+                var scaled = number(20..<(20 + min(fractionDigits, 3)))
+            else { return nil }
+            for _ in min(fractionDigits, 3)..<3 { scaled *= 10 }
             millis = scaled
         } else {
             guard bytes.count == 20 else { return nil }

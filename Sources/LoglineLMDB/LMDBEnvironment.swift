@@ -40,6 +40,8 @@ public final class LMDBEnvironment: @unchecked Sendable {
     private let handle: OpaquePointer
     private let resizeLock: UnsafeMutablePointer<pthread_rwlock_t>
     private let currentMapSize: Atomic<Int>
+    /// Set once by ``close()``, under the exclusive resize lock; read under the shared lock.
+    private let isClosed = Atomic<Bool>(false)
     /// The directory that holds `data.mdb` and `lock.mdb`.
     public let path: String
 
@@ -79,9 +81,23 @@ public final class LMDBEnvironment: @unchecked Sendable {
     }
 
     deinit {
-        mdb_env_close(handle)
+        if !isClosed.load(ordering: .relaxed) { mdb_env_close(handle) }
         pthread_rwlock_destroy(resizeLock)
         resizeLock.deallocate()
+    }
+
+    /// Closes the environment: waits for open transactions to end, then releases the memory map and files.
+    ///
+    /// Later reads and writes throw. Safe to call more than once.
+    public func close() {
+        pthread_rwlock_wrlock(resizeLock)
+        defer { pthread_rwlock_unlock(resizeLock) }
+        guard !isClosed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        mdb_env_close(handle)
+    }
+
+    private func checkOpen() throws {
+        if isClosed.load(ordering: .acquiring) { throw LMDBError(code: EINVAL, operation: "environment closed") }
     }
 
     /// The map size now, in bytes.
@@ -110,6 +126,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     public func read<T, E: Error>(_ body: (LMDBTransaction) throws(E) -> T) throws -> T {
         pthread_rwlock_rdlock(resizeLock)
         defer { pthread_rwlock_unlock(resizeLock) }
+        try checkOpen()
         var txn: OpaquePointer?
         try LMDBError.check(mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn), "mdb_txn_begin (read)")
         defer { mdb_txn_abort(txn) }
@@ -135,6 +152,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     private func writeOnce<T, E: Error>(_ body: (LMDBTransaction) throws(E) -> T) throws -> T {
         pthread_rwlock_rdlock(resizeLock)
         defer { pthread_rwlock_unlock(resizeLock) }
+        try checkOpen()
         var txn: OpaquePointer?
         try LMDBError.check(mdb_txn_begin(handle, nil, 0, &txn), "mdb_txn_begin (write)")
         let result: T
@@ -153,6 +171,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     public func grow() throws {
         pthread_rwlock_wrlock(resizeLock)
         defer { pthread_rwlock_unlock(resizeLock) }
+        try checkOpen()
         var info = MDB_envinfo()
         mdb_env_info(handle, &info)
         let current = Int(info.me_mapsize)
@@ -164,6 +183,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// Forces the data to disk, for environments opened with `noSync`.
     /// - Throws: ``LMDBError`` when the sync fails.
     public func sync() throws {
+        pthread_rwlock_rdlock(resizeLock)
+        defer { pthread_rwlock_unlock(resizeLock) }
+        try checkOpen()
         try LMDBError.check(mdb_env_sync(handle, 1), "mdb_env_sync")
     }
 
@@ -175,6 +197,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     public func copy(to directory: String, compact: Bool = true) throws {
         pthread_rwlock_rdlock(resizeLock)
         defer { pthread_rwlock_unlock(resizeLock) }
+        try checkOpen()
         try LMDBError.check(
             mdb_env_copy2(handle, directory, compact ? UInt32(MDB_CP_COMPACT) : 0), "mdb_env_copy2 \(directory)")
     }

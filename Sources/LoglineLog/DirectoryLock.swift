@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -10,6 +12,7 @@
 /// `kill -9`, so a crash never leaves a stale lock behind. The file holds the owner's pid for the message.
 final class DirectoryLock: Sendable {
     private let descriptor: Int32
+    private let released = Atomic<Bool>(false)
 
     /// Takes the lock or says who holds it.
     init(directory: String) throws(OpenError) {
@@ -34,6 +37,12 @@ final class DirectoryLock: Sendable {
     }
 
     deinit {
+        release()
+    }
+
+    /// Gives the directory up; safe to call more than once.
+    func release() {
+        guard !released.exchange(true, ordering: .acquiringAndReleasing) else { return }
         flock(descriptor, LOCK_UN)
         close(descriptor)
     }

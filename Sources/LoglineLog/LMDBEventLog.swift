@@ -126,12 +126,15 @@ public final class LMDBEventLog: EventLog {
 
     /// Stops taking appends, finishes those already queued, and stops the writer thread.
     ///
-    /// Appends made after this fail with ``AppendError/closed``. Safe to call more than once.
+    /// Then closes the store and releases the data directory, so another log may open it. Appends made after
+    /// this fail with ``AppendError/closed``, reads throw. Safe to call more than once.
     public func close() {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         queue.withLock { $0.closing = true }
         wakeup.signal()
         writerFinished.wait()
+        environment.close()
+        directoryLock.release()
         logger.info("event log closed", metadata: ["last_position": "\(headPosition)"])
     }
 

@@ -189,12 +189,13 @@ public struct RequestFrameDecoder: Sendable {
                 buffer.getInteger(at: offset + length + 1, as: UInt8.self) == UInt8(ascii: "\n")
             else {
                 // The bulk is not followed by CRLF: drop through the next line end and resynchronise.
+                // Wait for that line end, so the outcome never depends on how the bytes were split into reads.
                 let view = buffer.readableBytesView
                 let relative = offset + length - buffer.readerIndex
-                let end =
-                    view[(view.startIndex + relative)...].firstIndex(of: UInt8(ascii: "\n")).map {
-                        $0 - view.startIndex + buffer.readerIndex + 1
-                    } ?? buffer.writerIndex
+                guard let newline = view[(view.startIndex + relative)...].firstIndex(of: UInt8(ascii: "\n")) else {
+                    return buffer.readableBytes > maximumRequestBytes ? tooLarge("request") : .needMoreData
+                }
+                let end = newline - view.startIndex + buffer.readerIndex + 1
                 return badFrame("bulk string not terminated by CRLF", consumingTo: end, &buffer)
             }
             arguments.append(buffer.getSlice(at: offset, length: length)!)

@@ -42,7 +42,9 @@ public struct RequestParser: Sendable {
         case "COMMAND":
             return .redisCompatibility(.command)
         case "CONFIG":
-            _ = arguments.nextWord()
+            guard arguments.nextWord().map({ String(decoding: $0, as: UTF8.self).uppercased() }) == "GET" else {
+                throw RequestError(.badRequest, "CONFIG supports only GET")
+            }
             let parameter = arguments.nextWord().map { String(decoding: $0, as: UTF8.self).lowercased() } ?? ""
             return .redisCompatibility(.configGet(parameter))
         case "CLIENT", "SELECT":
@@ -137,6 +139,7 @@ public struct RequestParser: Sendable {
                         guard value.first == UInt8(ascii: "{") else {
                             throw RequestError(.badJSON, "event \(index): metadata must be a JSON object")
                         }
+                        try validateMetadataSize(value.count)
                         metadata = Array(value)
                     case "event_id":
                         guard let text = JSONSlicer.decodeString(value), let id = EventID(text) else {
@@ -247,7 +250,7 @@ public struct RequestParser: Sendable {
             if let failure = JSONValidator.validateObject(bytes) {
                 throw RequestError(.badJSON, "metadata: \(failure)")
             }
-            guard bytes.count <= 64 * 1024 else { throw RequestError(.tooLarge, "metadata exceeds 65536 bytes") }
+            try validateMetadataSize(bytes.count)
             return bytes
         }
     }
@@ -265,6 +268,15 @@ public struct RequestParser: Sendable {
             throw RequestError(.badRequest, "COUNT must be 1 to \(Self.maximumCount)")
         }
         return Int(value)
+    }
+
+    /// The largest metadata object of one event, in bytes.
+    public static let maximumMetadataBytes = 64 * 1024
+
+    private func validateMetadataSize(_ count: Int) throws(RequestError) {
+        guard count <= Self.maximumMetadataBytes else {
+            throw RequestError(.tooLarge, "metadata is \(count) bytes, the limit is \(Self.maximumMetadataBytes)")
+        }
     }
 
     private func validateDataSize(_ data: [UInt8]) throws(RequestError) {

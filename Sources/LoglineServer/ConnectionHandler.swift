@@ -7,6 +7,8 @@ import NIOCore
 ///
 /// Reads are answered at once; appends are answered when the group commit that holds them is on disk. Each
 /// request takes a slot in `pending`; a reply fills its slot, and every filled slot at the front is written.
+/// Requests take effect in the order they were sent: an append goes to the log's queue at once (the writer
+/// keeps queue order), while any other request waits until the appends before it are durable.
 /// When too many requests are in flight, or the client stops reading its replies, the handler stops reading
 /// from the socket until it catches up (backpressure, rather than unbounded memory).
 final class ConnectionHandler: ChannelInboundHandler {
@@ -20,6 +22,11 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var firstPendingSlot = 0
     private var nextSlot = 0
     private var closeAfterSlot: Int?
+    /// Appends of this connection not yet durable.
+    private var appendsInFlight = 0
+    /// Requests held back until the appends before them are durable, so each one sees the effects of every
+    /// request the client sent before it (appends may run ahead: the log's writer keeps their order).
+    private var waiting = CircularBuffer<(slot: Int, request: Request)>()
     private var readingPaused = false
     private var insideReadLoop = false
     private var context: ChannelHandlerContext?
@@ -69,19 +76,10 @@ final class ConnectionHandler: ChannelInboundHandler {
                 return
             }
             if case .quit = request { closeAfterSlot = slot }
-            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-            let eventLoop = context.eventLoop
-            if let reply = executor.execute(
-                request,
-                completion: { reply in
-                    if eventLoop.inEventLoop {
-                        loopBound.value.fill(slot, with: reply)
-                    } else {
-                        eventLoop.execute { loopBound.value.fill(slot, with: reply) }
-                    }
-                })
-            {
-                fill(slot, with: reply)
+            if waiting.isEmpty && (request.isAppend || appendsInFlight == 0) {
+                run(request, in: slot)
+            } else {
+                waiting.append((slot, request))
             }
         }
         updateReading()
@@ -116,9 +114,35 @@ final class ConnectionHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
+    /// Runs a request now: a read at once, an append through the group commit.
+    private func run(_ request: Request, in slot: Int) {
+        guard let context else { return }
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        if request.isAppend { appendsInFlight += 1 }
+        let immediate = executor.execute(request) { reply in
+            if eventLoop.inEventLoop {
+                loopBound.value.appendCompleted(slot, with: reply)
+            } else {
+                eventLoop.execute { loopBound.value.appendCompleted(slot, with: reply) }
+            }
+        }
+        if let immediate { fill(slot, with: immediate) }
+    }
+
+    private func appendCompleted(_ slot: Int, with reply: ByteBuffer) {
+        appendsInFlight -= 1
+        fill(slot, with: reply)
+        // Requests held back behind appends run now, in order: a read sees every append sent before it.
+        while let (waitingSlot, request) = waiting.first, request.isAppend || appendsInFlight == 0 {
+            waiting.removeFirst()
+            run(request, in: waitingSlot)
+        }
+    }
+
     /// Puts a reply in its slot and writes every reply that is now ready, in order.
     private func fill(_ slot: Int, with reply: ByteBuffer) {
-        guard let context else { return }
+        guard let context, slot >= firstPendingSlot, slot - firstPendingSlot < pending.count else { return }
         pending[pending.index(pending.startIndex, offsetBy: slot - firstPendingSlot)] = reply
         var wrote = false
         while let first = pending.first, let ready = first {
