@@ -1,0 +1,220 @@
+import Foundation
+import LoglineClient
+import LoglineCore
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The real `logline` executable, started as a process: the directory lock, kill -9, the CLI and redis-cli.
+@Suite("logline executable", .serialized)
+struct ProcessTests {
+    /// A `logline serve` process on port 0; the port is read from its "listening on" line.
+    final class ServerProcess {
+        let process = Process()
+        let port: Int
+        private let errorPipe = Pipe()
+
+        init(data: String) throws {
+            process.executableURL = URL(fileURLWithPath: try loglineExecutable())
+            process.arguments = ["serve", "--data", data, "--port", "0", "--log-level", "warning"]
+            process.standardError = errorPipe
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            var collected = ""
+            let handle = errorPipe.fileHandleForReading
+            while !collected.contains("listening on") {
+                let data = handle.availableData
+                guard !data.isEmpty else { throw TestFailure("server exited: \(collected)") }
+                collected += String(decoding: data, as: UTF8.self)
+            }
+            guard let line = collected.split(separator: "\n").first(where: { $0.contains("listening on") }),
+                let address = line.split(separator: " ").first(where: { $0.contains(":") && $0.first!.isNumber }),
+                let port = Int(address.split(separator: ":").last!.trimmingCharacters(in: .punctuationCharacters))
+            else { throw TestFailure("no port in: \(collected)") }
+            self.port = port
+        }
+
+        func kill9() {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+
+        func terminate() {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    /// The receipts of acknowledged appends, shared between writer tasks.
+    final class Acknowledged: Sendable {
+        let receipts = Mutex<[EventID: AppendReceipt]>([:])
+        let reachedTarget: AsyncStream<Void>
+        private let continuation: AsyncStream<Void>.Continuation
+        private let target: Int
+
+        init(target: Int) {
+            (reachedTarget, continuation) = AsyncStream<Void>.makeStream()
+            self.target = target
+        }
+
+        func record(_ receipt: AppendReceipt, for id: EventID) {
+            let count = receipts.withLock {
+                $0[id] = receipt
+                return $0.count
+            }
+            if count == target { continuation.yield() }
+        }
+
+        func writersStopped() { continuation.finish() }
+    }
+
+    @Test func secondServerOnTheSameDirectoryIsRefused() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let first = try ServerProcess(data: directory.path)
+        let second = try runProgram(try loglineExecutable(), ["serve", "--data", directory.path, "--port", "0"])
+        #expect(second.status != 0)
+        #expect(second.error.contains("in use by another Logline server"))
+        first.terminate()
+        #expect(first.process.terminationStatus == 0)
+    }
+
+    @Test func killDashNineLosesNoAcknowledgedEvent() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let server = try ServerProcess(data: directory.path)
+        let port = server.port
+        let acknowledged = Acknowledged(target: 2000)
+        let clients = try await withThrowingTaskGroup(of: LoglineClient.self) { group in
+            for _ in 0..<8 { group.addTask { try await LoglineClient.connect(port: port) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        // Writers append until their connection dies; the server is killed once enough are acknowledged.
+        let writers = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for (index, client) in clients.enumerated() {
+                    group.addTask {
+                        for sequence in 0..<100_000 {
+                            let id = EventID.random()
+                            let stream = try! StreamName(
+                                aggregateType: "order", aggregateID: "k\(index)-\(sequence % 5)")
+                            do {
+                                let receipt = try await client.append(
+                                    to: stream, eventType: "e", data: "{\"n\":\(sequence)}", eventID: id)
+                                acknowledged.record(receipt, for: id)
+                            } catch {
+                                return
+                            }
+                        }
+                    }
+                }
+            }
+            acknowledged.writersStopped()
+        }
+        // Kill once 2,000 appends are acknowledged (or when the writers stop on their own, which fails below).
+        for await _ in acknowledged.reachedTarget { break }
+        server.kill9()
+        await writers.value
+        for client in clients { await client.close() }
+
+        let restarted = try ServerProcess(data: directory.path)
+        let client = try await LoglineClient.connect(port: restarted.port)
+        var all: [RecordedEvent] = []
+        while true {
+            let page = try await client.readAll(fromPosition: UInt64(all.count + 1), count: 10_000)
+            if page.isEmpty { break }
+            all += page
+        }
+        #expect(all.map(\.position) == Array(1...UInt64(all.count)))
+        let stored = Dictionary(all.map { ($0.eventID, $0) }, uniquingKeysWith: { first, _ in first })
+        #expect(stored.count == all.count)
+        let acked = acknowledged.receipts.withLock { $0 }
+        #expect(acked.count >= 2000)
+        for (id, receipt) in acked {
+            #expect(stored[id]?.position == receipt.position)
+        }
+        var versions: [StreamName: [StreamVersion]] = [:]
+        for event in all { versions[event.stream, default: []].append(event.version) }
+        for (_, list) in versions { #expect(list == Array(1...UInt64(list.count))) }
+        await client.close()
+        restarted.terminate()
+    }
+
+    @Test func cliPrintsRepliesAndFailsWithOneLine() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let server = try ServerProcess(data: directory.path)
+        let logline = try loglineExecutable()
+        let port = String(server.port)
+        let append = try runProgram(logline, ["append", "--port", port, "order", "o1", "order-created", #"{"a":1}"#])
+        #expect(append.status == 0)
+        #expect(append.output.contains("\"position\":1"))
+        let conflict = try runProgram(
+            logline, ["append", "--port", port, "--expect", "0", "order", "o1", "order-created", "{}"])
+        #expect(conflict.status == 1)
+        #expect(conflict.error.hasPrefix("logline: error: CONFLICT"))
+        #expect(conflict.error.split(separator: "\n").count == 1)
+        let many = try runProgram(
+            logline,
+            [
+                "appendmany", "--port", port, "order", "o1",
+                #"[{"event_type":"a","data":1},{"event_type":"b","data":2}]"#,
+            ])
+        #expect(many.status == 0)
+        #expect(many.output.contains("\"last_position\":3"))
+        let read = try runProgram(logline, ["read", "--port", port, "order", "o1"])
+        #expect(read.output.split(separator: "\n").count == 3)
+        let readAll = try runProgram(logline, ["readall", "--port", port, "--type", "b"])
+        #expect(readAll.output.split(separator: "\n").count == 1)
+        let info = try runProgram(logline, ["info", "--port", port])
+        #expect(info.output.contains("\"event_count\":3"))
+        #expect(try runProgram(logline, ["ping", "--port", port]).output == "PONG\n")
+        server.terminate()
+        let refused = try runProgram(logline, ["ping", "--port", port])
+        #expect(refused.status == 1)
+        #expect(refused.error.hasPrefix("logline: error: cannot connect"))
+    }
+
+    @Test(.enabled(if: which("redis-cli") != nil, "redis-cli is not installed"))
+    func redisCLISpeaksToTheServer() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let server = try ServerProcess(data: directory.path)
+        let redis = which("redis-cli")!
+        let port = String(server.port)
+        let append = try runProgram(
+            redis, ["-p", port, "APPEND", "order", "o1", "order-created", #"{"customer_id":"c1"}"#])
+        #expect(append.output.contains(#""position":1,"version":1"#))
+        let read = try runProgram(redis, ["-p", port, "READ", "order", "o1"])
+        #expect(read.output.contains(#""data":{"customer_id":"c1"}"#))
+        let conflict = try runProgram(redis, ["-p", port, "APPEND", "order", "o1", "x", "EXPECT", "0", "{}"])
+        #expect(conflict.output.contains("CONFLICT"))
+        #expect(conflict.output.contains("version 1"))
+        let bad = try runProgram(redis, ["-p", port, "APPEND", "order", "o1", "x", "{nope"])
+        #expect(bad.output.contains("BADJSON"))
+        #expect(try runProgram(redis, ["-p", port, "PING"]).output == "PONG\n")
+        server.terminate()
+    }
+
+    @Test(.enabled(if: which("redis-benchmark") != nil, "redis-benchmark is not installed"))
+    func redisBenchmarkDrivesAppendWithoutErrors() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let server = try ServerProcess(data: directory.path)
+        let result = try runProgram(
+            which("redis-benchmark")!,
+            [
+                "-p", String(server.port), "-c", "10", "-P", "4", "-n", "2000", "-q", "APPEND", "order", "__rand_int__",
+                "order-created", #"{"x":1}"#,
+            ])
+        #expect(!result.output.contains("ERR"))
+        #expect(!result.error.contains("Error"))
+        let client = try await LoglineClient.connect(port: server.port)
+        #expect(try await client.info().eventCount == 2000)
+        await client.close()
+        server.terminate()
+    }
+}
