@@ -97,6 +97,25 @@ public struct LMDBTransaction {
         return Int(stat.ms_entries)
     }
 
+    /// Runs `body` in a nested (child) write transaction: its writes become part of this transaction when
+    /// `body` returns, and are all undone when it throws.
+    /// - Parameter body: The writes that must happen together or not at all.
+    /// - Returns: What `body` returns.
+    /// - Throws: What `body` throws (the child is then aborted), or ``LMDBError``.
+    public func nested<T, E: Error>(_ body: (LMDBTransaction) throws(E) -> T) throws -> T {
+        var child: OpaquePointer?
+        try LMDBError.check(mdb_txn_begin(mdb_txn_env(handle), handle, 0, &child), "mdb_txn_begin (nested)")
+        let result: T
+        do {
+            result = try body(LMDBTransaction(handle: child!))
+        } catch {
+            mdb_txn_abort(child)
+            throw error
+        }
+        try LMDBError.check(mdb_txn_commit(child), "mdb_txn_commit (nested)")
+        return result
+    }
+
     /// Runs `body` with a cursor over `database`; the cursor is closed when `body` returns.
     /// - Parameters:
     ///   - database: The database to walk.

@@ -206,9 +206,61 @@ public protocol EventLog: Sendable {
     /// Calls `listener` after each commit, with the new head position, on the writer's thread.
     /// - Parameter listener: Must return quickly.
     func onCommit(_ listener: @escaping @Sendable (LogPosition) -> Void)
+
+    /// Commits appends and state writes together, all or nothing, durably.
+    /// - Parameters:
+    ///   - unit: What to write and the conditions under which to write it.
+    ///   - completion: Receives one result per append, once durable, or why nothing was written.
+    func commit(_ unit: CommitUnit, completion: @escaping @Sendable (Result<[AppendResult], CommitError>) -> Void)
+
+    /// Reads events after a position, for a consumer that checkpoints.
+    /// - Parameters:
+    ///   - position: Return events after this one.
+    ///   - limit: The most events to return.
+    ///   - eventTypes: Only these types; all when empty.
+    /// - Returns: The events, and the last position examined.
+    /// - Throws: A storage error.
+    func readBatch(after position: LogPosition, limit: Int, eventTypes: Set<String>) throws -> EventBatch
+
+    /// Reads one value of a state table.
+    /// - Parameters:
+    ///   - table: The table.
+    ///   - key: The key.
+    /// - Returns: The value, or `nil` when absent.
+    /// - Throws: A storage error.
+    func readState(table: String, key: [UInt8]) throws -> [UInt8]?
+
+    /// Reads several values of a state table in one consistent snapshot.
+    /// - Parameters:
+    ///   - table: The table.
+    ///   - keys: The keys.
+    /// - Returns: The values, in the order of `keys`, `nil` where absent.
+    /// - Throws: A storage error.
+    func readState(table: String, keys: [[UInt8]]) throws -> [[UInt8]?]
+
+    /// Walks a state table in key order.
+    /// - Parameters:
+    ///   - table: The table.
+    ///   - prefix: Only keys that start with these bytes.
+    ///   - after: Start after this key (from the start of the prefix when `nil`).
+    ///   - limit: The most entries to return.
+    /// - Returns: The entries in key order.
+    /// - Throws: A storage error.
+    func scanState(table: String, prefix: [UInt8], after: [UInt8]?, limit: Int) throws -> [(key: [UInt8], value: [UInt8])]
 }
 
 extension EventLog {
+    /// Commits a unit and waits until it is durable.
+    /// - Parameter unit: What to write.
+    /// - Returns: One result per append.
+    /// - Throws: ``CommitError``.
+    public func commit(_ unit: CommitUnit) async throws(CommitError) -> [AppendResult] {
+        let result = await withCheckedContinuation { continuation in
+            commit(unit) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
     /// Appends events and waits until they are durable.
     /// - Parameter request: The events and their expectation.
     /// - Returns: Where the events are.

@@ -25,13 +25,32 @@ public final class LMDBEventLog: EventLog {
         public init() {}
     }
 
-    private struct PendingAppend {
-        let request: AppendRequest
-        let completion: @Sendable (Result<AppendResult, AppendError>) -> Void
+    private enum PendingWork {
+        case append(AppendRequest, @Sendable (Result<AppendResult, AppendError>) -> Void)
+        case unit(CommitUnit, @Sendable (Result<[AppendResult], CommitError>) -> Void)
+
+        func fail(_ message: String) {
+            switch self {
+            case .append(_, let completion): completion(.failure(.storage(message)))
+            case .unit(_, let completion): completion(.failure(.storage(message)))
+            }
+        }
+
+        func close() {
+            switch self {
+            case .append(_, let completion): completion(.failure(.closed))
+            case .unit(_, let completion): completion(.failure(.closed))
+            }
+        }
+    }
+
+    private enum WorkOutcome {
+        case append(Result<AppendResult, AppendError>)
+        case unit(Result<[AppendResult], CommitError>)
     }
 
     private struct WriterQueue {
-        var pending: [PendingAppend] = []
+        var pending: [PendingWork] = []
         var closing = false
     }
 
@@ -42,6 +61,7 @@ public final class LMDBEventLog: EventLog {
     let streamEvents: LMDBDatabase
     let eventIDs: LMDBDatabase
     let meta: LMDBDatabase
+    let state: LMDBDatabase
     private let directoryLock: DirectoryLock
     private let configuration: Configuration
     private let logger: Logger
@@ -79,6 +99,7 @@ public final class LMDBEventLog: EventLog {
             self.streamEvents = try environment.openDatabase(named: "stream_events")
             self.eventIDs = try environment.openDatabase(named: "event_ids")
             self.meta = try environment.openDatabase(named: "meta")
+            self.state = try environment.openDatabase(named: "state")
         } catch {
             throw OpenError.io("cannot open the store in \(absolute): \(error)")
         }
@@ -150,14 +171,28 @@ public final class LMDBEventLog: EventLog {
     public func append(
         _ request: AppendRequest, completion: @escaping @Sendable (Result<AppendResult, AppendError>) -> Void
     ) {
+        enqueue(.append(request, completion))
+    }
+
+    /// Queues a commit unit for the writer; `completion` runs on the writer thread after the commit.
+    /// - Parameters:
+    ///   - unit: The appends, state writes and conditions.
+    ///   - completion: Receives the outcome.
+    public func commit(
+        _ unit: CommitUnit, completion: @escaping @Sendable (Result<[AppendResult], CommitError>) -> Void
+    ) {
+        enqueue(.unit(unit, completion))
+    }
+
+    private func enqueue(_ work: PendingWork) {
         let accepted = queue.withLock { state -> (accepted: Bool, wasEmpty: Bool) in
             guard !state.closing else { return (false, false) }
             let wasEmpty = state.pending.isEmpty
-            state.pending.append(PendingAppend(request: request, completion: completion))
+            state.pending.append(work)
             return (true, wasEmpty)
         }
         guard accepted.accepted else {
-            completion(.failure(.closed))
+            work.close()
             return
         }
         if accepted.wasEmpty { wakeup.signal() }
@@ -226,6 +261,99 @@ public final class LMDBEventLog: EventLog {
         }
     }
 
+    /// Reads events after a position, examining at most 16 times `limit` positions.
+    /// - Parameters:
+    ///   - position: Return events after this one.
+    ///   - limit: The most events to return.
+    ///   - eventTypes: Only these types; all when empty.
+    /// - Returns: The events and the last position examined.
+    /// - Throws: ``LoglineLMDB/LMDBError`` or ``OpenError/corrupt(_:)``.
+    public func readBatch(after position: LogPosition, limit: Int, eventTypes: Set<String>) throws -> EventBatch {
+        let types = eventTypes.map { Array($0.utf8) }
+        let maximumScan = max(limit, 1) * 16
+        return try environment.read { transaction in
+            var events: [RecordedEvent] = []
+            var scanned = position
+            var examined = 0
+            try transaction.withCursor(self.events) { cursor in
+                var entry = try cursor.seek(atOrAfter: StorageLayout.bigEndian(position + 1))
+                while let current = entry, events.count < limit, examined < maximumScan {
+                    let at = StorageLayout.readBigEndian(current.key)
+                    guard let view = StoredEventView(position: at, record: current.value) else {
+                        throw OpenError.corrupt("event record at position \(at) is damaged")
+                    }
+                    if types.isEmpty || types.contains(where: { view.eventType.elementsEqual($0) }) {
+                        events.append(view.recordedEvent)
+                    }
+                    scanned = at
+                    examined += 1
+                    entry = try cursor.next()
+                }
+            }
+            return EventBatch(events: events, scannedThrough: scanned)
+        }
+    }
+
+    /// Reads one value of a state table.
+    /// - Parameters:
+    ///   - table: The table.
+    ///   - key: The key.
+    /// - Returns: The value or `nil`.
+    /// - Throws: ``LoglineLMDB/LMDBError``.
+    public func readState(table: String, key: [UInt8]) throws -> [UInt8]? {
+        let stateKey = StorageLayout.stateKey(table, key)
+        return try environment.read { transaction in try transaction.get(state, key: stateKey).map { Array($0) } }
+    }
+
+    /// Reads several values of a state table in one snapshot.
+    /// - Parameters:
+    ///   - table: The table.
+    ///   - keys: The keys.
+    /// - Returns: The values, `nil` where absent.
+    /// - Throws: ``LoglineLMDB/LMDBError``.
+    public func readState(table: String, keys: [[UInt8]]) throws -> [[UInt8]?] {
+        try environment.read { transaction in
+            try keys.map { key in
+                try transaction.get(state, key: StorageLayout.stateKey(table, key)).map { Array($0) }
+            }
+        }
+    }
+
+    /// Walks a state table in key order.
+    /// - Parameters:
+    ///   - table: The table.
+    ///   - prefix: Only keys starting with these bytes.
+    ///   - after: Start after this key, or at the start of the prefix.
+    ///   - limit: The most entries.
+    /// - Returns: The entries.
+    /// - Throws: ``LoglineLMDB/LMDBError``.
+    public func scanState(
+        table: String, prefix: [UInt8], after: [UInt8]?, limit: Int
+    ) throws -> [(key: [UInt8], value: [UInt8])] {
+        let tablePrefix = StorageLayout.stateKey(table, [])
+        let fullPrefix = tablePrefix + prefix
+        return try environment.read { transaction in
+            var result: [(key: [UInt8], value: [UInt8])] = []
+            guard limit > 0 else { return result }
+            try transaction.withCursor(state) { cursor in
+                var entry: LMDBCursor.Entry?
+                if let after {
+                    let start = tablePrefix + after
+                    entry = try cursor.seek(atOrAfter: start)
+                    if let found = entry, found.key.elementsEqual(start) { entry = try cursor.next() }
+                } else {
+                    entry = try cursor.seek(atOrAfter: fullPrefix)
+                }
+                while let current = entry, current.key.starts(with: fullPrefix) {
+                    result.append((Array(current.key.dropFirst(tablePrefix.count)), Array(current.value)))
+                    if result.count >= limit { break }
+                    entry = try cursor.next()
+                }
+            }
+            return result
+        }
+    }
+
     /// A stream's current version (0 when it has no events).
     /// - Parameter stream: The stream.
     /// - Returns: Its version.
@@ -283,7 +411,7 @@ public final class LMDBEventLog: EventLog {
         while true {
             wakeup.wait()
             while true {
-                let (batch, closing) = queue.withLock { state -> ([PendingAppend], Bool) in
+                let (batch, closing) = queue.withLock { state -> ([PendingWork], Bool) in
                     let count = min(state.pending.count, configuration.maximumBatchRequests)
                     let batch = Array(state.pending.prefix(count))
                     state.pending.removeFirst(count)
@@ -302,30 +430,41 @@ public final class LMDBEventLog: EventLog {
     }
 
     private struct BatchOutcome {
-        var results: [Result<AppendResult, AppendError>]
+        var results: [WorkOutcome]
         var head: LogPosition
         var recordedAt: Int64
     }
 
-    private func commit(_ batch: [PendingAppend]) {
+    private func commit(_ batch: [PendingWork]) {
         let now = max(Timestamp.now().millisecondsSinceEpoch, lastRecordedAt.load(ordering: .relaxed))
         let startHead = head.load(ordering: .relaxed)
         let outcome: BatchOutcome
         do {
             outcome = try environment.write { transaction in
                 var stager = BatchStager(log: self, transaction: transaction, head: startHead, recordedAt: now)
-                let results = try batch.map { try stager.stage($0.request) }
+                let results = try batch.map { work -> WorkOutcome in
+                    switch work {
+                    case .append(let request, _): return .append(try stager.stage(request))
+                    case .unit(let unit, _): return .unit(try stager.stage(unit))
+                    }
+                }
                 try stager.finish()
                 return BatchOutcome(results: results, head: stager.head, recordedAt: now)
             }
         } catch {
             logger.error("group commit failed, nothing of it was written", metadata: ["error": "\(error)"])
-            for pending in batch { pending.completion(.failure(.storage("\(error)"))) }
+            for pending in batch { pending.fail("\(error)") }
             return
         }
         head.store(outcome.head, ordering: .releasing)
         lastRecordedAt.store(outcome.recordedAt, ordering: .relaxed)
-        for (pending, result) in zip(batch, outcome.results) { pending.completion(result) }
+        for (pending, result) in zip(batch, outcome.results) {
+            switch (pending, result) {
+            case (.append(_, let completion), .append(let result)): completion(result)
+            case (.unit(_, let completion), .unit(let result)): completion(result)
+            default: preconditionFailure("outcomes follow the order of the batch")
+            }
+        }
         if outcome.head != startHead {
             for listener in listeners.withLock({ $0 }) { listener(outcome.head) }
         }
@@ -334,7 +473,7 @@ public final class LMDBEventLog: EventLog {
     /// Stages the requests of one batch into one write transaction.
     private struct BatchStager {
         let log: LMDBEventLog
-        let transaction: LMDBTransaction
+        var transaction: LMDBTransaction
         var head: LogPosition
         let recordedAt: Timestamp
         var streamVersions: [[UInt8]: StreamVersion] = [:]
@@ -354,6 +493,54 @@ public final class LMDBEventLog: EventLog {
             let key = StorageLayout.streamCountKey
             let before = try transaction.get(log.meta, key: key).map { StorageLayout.readBigEndian($0) } ?? 0
             try transaction.put(log.meta, key: key, value: StorageLayout.bigEndian(before + newStreams))
+        }
+
+        /// A failure inside a commit unit, thrown to abort its nested transaction.
+        struct UnitFailure: Error {
+            let error: CommitError
+        }
+
+        /// Stages a commit unit in a nested transaction: every part of it is written, or none.
+        mutating func stage(_ unit: CommitUnit) throws -> Result<[AppendResult], CommitError> {
+            let saved = self
+            let parent = transaction
+            do {
+                let results = try parent.nested { child throws -> [AppendResult] in
+                    transaction = child
+                    for condition in unit.conditions {
+                        let current = try child.get(
+                            log.state, key: StorageLayout.stateKey(condition.table, condition.key)
+                        ).map { Array($0) }
+                        guard current == condition.expected else {
+                            throw UnitFailure(error: .conditionFailed(table: condition.table, key: condition.key))
+                        }
+                    }
+                    var results: [AppendResult] = []
+                    for (index, request) in unit.appends.enumerated() {
+                        switch try stage(request) {
+                        case .success(let result): results.append(result)
+                        case .failure(let error): throw UnitFailure(error: .append(index: index, error))
+                        }
+                    }
+                    for write in unit.writes {
+                        let key = StorageLayout.stateKey(write.table, write.key)
+                        if let value = write.value {
+                            try child.put(log.state, key: key, value: value)
+                        } else {
+                            try child.delete(log.state, key: key)
+                        }
+                    }
+                    return results
+                }
+                transaction = parent
+                return .success(results)
+            } catch let failure as UnitFailure {
+                self = saved
+                return .failure(failure.error)
+            } catch {
+                self = saved
+                throw error
+            }
         }
 
         /// Validates and writes one request. Logical failures (expectations, ids) are returned and write

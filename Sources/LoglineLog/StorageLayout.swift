@@ -6,6 +6,7 @@ import LoglineCore
 /// - `stream_events`: stream key + version (8 bytes, big-endian) → position (8 bytes, big-endian).
 /// - `event_ids`: event id (16 bytes) → position (8 bytes, big-endian).
 /// - `meta`: the store's format version and its count of streams.
+/// - `state`: the state tables (module views, checkpoints, parked events): table name, a 0 byte, key → value.
 ///
 /// A stream's current version is the greatest version under its prefix in `stream_events`, so no separate
 /// table of stream heads has to be rewritten (a random page write) on every append.
@@ -19,6 +20,16 @@ import LoglineCore
 enum StorageLayout {
     static let recordFormat: UInt8 = 1
     static let streamCountKey = Array("stream_count".utf8)
+
+    /// The key of a state-table entry: the table's name, a 0 byte, the key.
+    static func stateKey(_ table: String, _ key: [UInt8]) -> [UInt8] {
+        var result = [UInt8]()
+        result.reserveCapacity(table.utf8.count + 1 + key.count)
+        result.append(contentsOf: table.utf8)
+        result.append(0)
+        result.append(contentsOf: key)
+        return result
+    }
 
     static func streamKey(_ stream: StreamName) -> [UInt8] {
         var key = [UInt8]()
