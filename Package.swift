@@ -4,9 +4,9 @@ import PackageDescription
 /// Logline: an event-sourcing and CQRS server on LMDB.
 ///
 /// Dependencies run one way only:
-///   logline (CLI, composition root) → LoglineServer → LoglineLog → LoglineLMDB → CLMDB
-/// LoglineProtocol and LoglineClient depend on nothing of ours except LoglineCore,
-/// which depends on nothing at all.
+///   logline (CLI, composition root) → LoglineServer → LoglineProjectionHost → LoglineLog → LoglineLMDB → CLMDB
+/// LoglineProtocol, LoglineClient, LoglineModuleAPI and the modules under projections/ depend on nothing of
+/// ours except LoglineCore (modules also on LoglineModuleAPI), which depends on nothing at all.
 let package = Package(
     name: "Logline",
     platforms: [.macOS(.v15)],
@@ -51,11 +51,29 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // What module authors target: projectors, reactors, command handlers, views. Depends on core types only.
+        .target(name: "LoglineModuleAPI", dependencies: ["LoglineCore"]),
+        // A harness to test a projector or reactor as a pure function over a list of events, without a server.
+        .target(name: "LoglineModuleTesting", dependencies: ["LoglineCore", "LoglineModuleAPI"]),
+        // Runs registered modules over the log: checkpoints, batches, views, parking, rebuilds.
+        .target(
+            name: "LoglineProjectionHost",
+            dependencies: [
+                "LoglineCore", "LoglineLog", "LoglineModuleAPI",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The order domain of the article, as modules (each depends on the module API and core types only).
+        .target(name: "OrdersModule", dependencies: ["LoglineCore", "LoglineModuleAPI"], path: "projections/Orders"),
+        .target(name: "PaymentModule", dependencies: ["LoglineCore", "LoglineModuleAPI"], path: "projections/Payment"),
+        .target(
+            name: "RestaurantModule", dependencies: ["LoglineCore", "LoglineModuleAPI"], path: "projections/Restaurant"),
         // The TCP server: SwiftNIO pipeline, request dispatch, lifecycle.
         .target(
             name: "LoglineServer",
             dependencies: [
-                "LoglineCore", "LoglineLog", "LoglineProtocol",
+                "LoglineCore", "LoglineLog", "LoglineProtocol", "LoglineProjectionHost",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -75,7 +93,8 @@ let package = Package(
         .executableTarget(
             name: "logline",
             dependencies: [
-                "LoglineCore", "LoglineLog", "LoglineServer", "LoglineClient",
+                "LoglineCore", "LoglineLog", "LoglineServer", "LoglineClient", "LoglineModuleAPI",
+                "LoglineProjectionHost", "OrdersModule", "PaymentModule", "RestaurantModule",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -94,10 +113,27 @@ let package = Package(
             name: "LoglineProtocolTests",
             dependencies: ["LoglineCore", "LoglineProtocol", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        .testTarget(name: "LoglineModuleAPITests", dependencies: ["LoglineCore", "LoglineModuleAPI"]),
+        .testTarget(
+            name: "OrderModulesTests",
+            dependencies: [
+                "LoglineCore", "LoglineModuleAPI", "LoglineModuleTesting", "OrdersModule", "PaymentModule",
+                "RestaurantModule",
+            ]
+        ),
+        .testTarget(
+            name: "LoglineProjectionHostTests",
+            dependencies: [
+                "LoglineCore", "LoglineLog", "LoglineModuleAPI", "LoglineProjectionHost",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .testTarget(
             name: "LoglineServerTests",
             dependencies: [
-                "LoglineCore", "LoglineLog", "LoglineServer", "LoglineClient",
+                "LoglineCore", "LoglineLog", "LoglineServer", "LoglineClient", "LoglineProjectionHost",
+                "LoglineModuleAPI", "OrdersModule", "PaymentModule", "RestaurantModule",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,0 +1,79 @@
+import LoglineCore
+
+/// A module's views during one batch: reads see the stored documents and every change made so far; writes are
+/// collected and committed by the host together with the module's checkpoint.
+///
+/// The host supplies how stored documents are read; a test supplies an in-memory store.
+public struct ViewChanges: Sendable {
+    /// Reads a stored document: `(view, key) -> document`.
+    public typealias Reader = @Sendable (String, String) throws -> JSONValue?
+
+    private let reader: Reader
+    private let viewNames: Set<String>
+    /// The changed documents by view and key: a document, or `nil` for a deletion.
+    public private(set) var changes: [String: [String: JSONValue?]] = [:]
+
+    /// Creates the views of a module.
+    /// - Parameters:
+    ///   - views: The views the module owns; others cannot be touched.
+    ///   - reader: How stored documents are read.
+    public init(views: [ViewDefinition], reader: @escaping Reader) {
+        self.viewNames = Set(views.map(\.name))
+        self.reader = reader
+    }
+
+    /// The current document of `key` in `view`.
+    /// - Parameters:
+    ///   - view: The view.
+    ///   - key: The document's key.
+    /// - Returns: The document, or `nil` when there is none.
+    /// - Throws: ``ViewError/unknownView(_:)``, or a storage error.
+    public func document(_ view: String, key: String) throws -> JSONValue? {
+        guard viewNames.contains(view) else { throw ViewError.unknownView(view) }
+        if let changed = changes[view]?[key] { return changed }
+        return try reader(view, key)
+    }
+
+    /// Stores `document` under `key` in `view`, replacing what was there.
+    /// - Parameters:
+    ///   - view: The view.
+    ///   - key: The document's key (1 to 200 bytes of UTF-8, without 0 bytes).
+    ///   - document: The document, usually a JSON object.
+    /// - Throws: ``ViewError``.
+    public mutating func put(_ view: String, key: String, document: JSONValue) throws {
+        guard viewNames.contains(view) else { throw ViewError.unknownView(view) }
+        guard !key.isEmpty, key.utf8.count <= 200, !key.utf8.contains(0) else { throw ViewError.invalidKey(key) }
+        changes[view, default: [:]][key] = .some(document)
+    }
+
+    /// Removes the document of `key` from `view`.
+    /// - Parameters:
+    ///   - view: The view.
+    ///   - key: The document's key.
+    /// - Throws: ``ViewError/unknownView(_:)``.
+    public mutating func delete(_ view: String, key: String) throws {
+        guard viewNames.contains(view) else { throw ViewError.unknownView(view) }
+        changes[view, default: [:]][key] = .some(nil)
+    }
+
+    /// Forgets all changes (the host starts each batch afresh).
+    public mutating func reset() {
+        changes.removeAll()
+    }
+}
+
+/// A misuse of ``ViewChanges``.
+public enum ViewError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The view is not one of the module's.
+    case unknownView(String)
+    /// The key is empty, too long, or contains a 0 byte.
+    case invalidKey(String)
+
+    /// A message.
+    public var description: String {
+        switch self {
+        case .unknownView(let view): return "'\(view)' is not one of this module's views"
+        case .invalidKey(let key): return "invalid document key '\(key.prefix(64))'"
+        }
+    }
+}

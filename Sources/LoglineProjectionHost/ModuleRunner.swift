@@ -1,0 +1,657 @@
+import LoglineCore
+import LoglineLog
+import LoglineModuleAPI
+import Logging
+
+/// Runs one projector or reactor: catch up from its checkpoint in batches, then follow new commits.
+///
+/// Each batch commits as one ``LoglineLog/CommitUnit``: the view changes (and, for a reactor, its new events),
+/// the parked events and the new checkpoint, guarded by a condition on the checkpoint the batch started from.
+/// So an event takes effect exactly once, whatever the moment of a crash.
+///
+/// Everything that changes the module's state (batches, rebuilds, RETRY, SKIP) runs in this actor's one loop,
+/// one step at a time, so no two of them ever interleave.
+actor ModuleRunner {
+    enum Module {
+        case projector(any Projector)
+        case reactor(any Reactor)
+    }
+
+    /// An operation requested from outside, carried out by the loop between batches.
+    private enum Operation {
+        case rebuild
+        case retry(LogPosition)
+        case skip(LogPosition)
+    }
+
+    private struct RebuildProgress {
+        var generation: UInt64
+        var checkpoint: ViewStorage.Checkpoint
+
+        var bytes: [UInt8] { checkpoint.bytes + ViewStorage.bigEndian(generation) }
+
+        init(generation: UInt64, checkpoint: ViewStorage.Checkpoint) {
+            self.generation = generation
+            self.checkpoint = checkpoint
+        }
+
+        init?(bytes: [UInt8]?) {
+            guard let bytes, bytes.count >= 24 else { return nil }
+            checkpoint = ViewStorage.Checkpoint(bytes: Array(bytes[0..<16]))
+            generation = ViewStorage.readBigEndian(bytes, at: 16)
+        }
+    }
+
+    /// What processing a run of events produced.
+    private struct Outcome {
+        var writes: [StateWrite] = []
+        var appends: [AppendRequest] = []
+        /// For each append, the position of the event that caused it.
+        var appendSources: [LogPosition] = []
+        var parked: [(event: RecordedEvent, error: String, attempts: Int)] = []
+        var processed: UInt64 = 0
+        /// The position of the event the module stopped before, when its policy is to stop.
+        var stoppedBefore: LogPosition?
+        var failures: [String] = []
+    }
+
+    let name: String
+    let module: Module
+    let views: [ViewDefinition]
+    let handle: ModuleHandle
+    let signal = WakeSignal()
+    private let handledEventTypes: Set<String>
+    private let policy: FailurePolicy
+    private let log: any EventLog
+    private let logger: Logger
+    private let batchSize: Int
+
+    private var checkpoint = ViewStorage.Checkpoint(position: 0, processed: 0)
+    private var checkpointBytes: [UInt8]?
+    private var state: ModuleState = .running
+    private var lastError: String?
+    private var parkedCount = 0
+    private var rebuild: RebuildProgress?
+    private var cleanups: [UInt64] = []
+    /// Events whose reaction could not be appended (for example an id clash): parked on the next try.
+    private var poisoned: [LogPosition: String] = [:]
+    private var operations: [(Operation, CheckedContinuation<Result<String, HostError>, Never>)] = []
+    private var loaded = false
+
+    init(module: Module, log: any EventLog, batchSize: Int, logger: Logger) {
+        self.module = module
+        switch module {
+        case .projector(let projector):
+            name = projector.name
+            views = projector.views
+            handledEventTypes = projector.handledEventTypes
+            policy = projector.failurePolicy
+        case .reactor(let reactor):
+            name = reactor.name
+            views = reactor.views
+            handledEventTypes = reactor.handledEventTypes
+            policy = reactor.failurePolicy
+        }
+        self.handle = ModuleHandle(name: name)
+        self.log = log
+        self.batchSize = batchSize
+        var logger = logger
+        logger[metadataKey: "module"] = "\(name)"
+        self.logger = logger
+    }
+
+    var kind: ModuleKind {
+        switch module {
+        case .projector: return .projector
+        case .reactor: return .reactor
+        }
+    }
+
+    // MARK: - Status
+
+    /// The module's status for `PROJECTIONS`.
+    func status(head: LogPosition) -> ModuleStatus {
+        ModuleStatus(
+            name: name, kind: kind, checkpoint: checkpoint.position,
+            lag: head > checkpoint.position ? head - checkpoint.position : 0,
+            state: rebuild != nil && state == .running ? .rebuilding : state, eventsProcessed: checkpoint.processed,
+            parkedCount: parkedCount, lastError: lastError, rebuildPosition: rebuild?.checkpoint.position)
+    }
+
+    // MARK: - Operations
+
+    /// Asks the loop to carry out an operation and waits for its answer.
+    private func request(_ operation: Operation) async -> Result<String, HostError> {
+        await withCheckedContinuation { continuation in
+            operations.append((operation, continuation))
+            signal.notify()
+        }
+    }
+
+    /// `REBUILD`: replays the projector from the start into a shadow copy, then swaps.
+    func requestRebuild() async -> Result<String, HostError> { await request(.rebuild) }
+    /// `RETRY`: runs a parked event again (or resumes a faulted module at its failing event).
+    func requestRetry(_ position: LogPosition) async -> Result<String, HostError> { await request(.retry(position)) }
+    /// `SKIP`: drops a parked event (or steps a faulted module over its failing event).
+    func requestSkip(_ position: LogPosition) async -> Result<String, HostError> { await request(.skip(position)) }
+
+    // MARK: - The loop
+
+    /// Runs until cancelled.
+    func run() async {
+        do {
+            try load()
+        } catch {
+            lastError = "cannot load the module's state: \(error)"
+            state = .faulted
+            logger.error("module cannot start", metadata: ["error": "\(error)"])
+        }
+        while !Task.isCancelled {
+            var worked = false
+            if !operations.isEmpty {
+                await runOperations()
+                worked = true
+            }
+            if state == .running, log.headPosition > checkpoint.position {
+                worked = await liveBatch() || worked
+            }
+            if rebuild != nil {
+                worked = await rebuildBatch() || worked
+            } else if !cleanups.isEmpty {
+                worked = await cleanupBatch() || worked
+            }
+            if !worked { await signal.wait() }
+        }
+        for (_, continuation) in operations { continuation.resume(returning: .failure(.unavailable("stopping"))) }
+        operations.removeAll()
+        state = .stopped
+    }
+
+    private func load() throws {
+        checkpointBytes = try log.readState(table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name))
+        checkpoint = ViewStorage.Checkpoint(bytes: checkpointBytes)
+        let generation =
+            try log.readState(table: ViewStorage.generationTable, key: ViewStorage.bytes(name)).map {
+                ViewStorage.readBigEndian($0)
+            } ?? 1
+        handle.setGeneration(generation)
+        rebuild = RebuildProgress(
+            bytes: try log.readState(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name)))
+        cleanups = try log.scanState(
+            table: "cleanup", prefix: ViewStorage.bytes(name + "/"), after: nil, limit: 1000
+        ).map { ViewStorage.readBigEndian($0.value) }
+        parkedCount = try countParked()
+        handle.advance(to: checkpoint.position)
+        loaded = true
+        logger.debug("module loaded", metadata: ["checkpoint": "\(checkpoint.position)"])
+    }
+
+    private func countParked() throws -> Int {
+        var count = 0
+        var after: [UInt8]?
+        while true {
+            let page = try log.scanState(table: ViewStorage.parkedTable(name), prefix: [], after: after, limit: 1000)
+            count += page.count
+            guard page.count == 1000 else { return count }
+            after = page.last?.key
+        }
+    }
+
+    // MARK: - Live batches
+
+    private func liveBatch() async -> Bool {
+        let batch: EventBatch
+        do {
+            batch = try log.readBatch(after: checkpoint.position, limit: batchSize, eventTypes: handledEventTypes)
+        } catch {
+            await storageTrouble("read failed: \(error)")
+            return true
+        }
+        guard batch.scannedThrough > checkpoint.position else { return false }
+        let generation = handle.generation
+        var outcome = await process(batch.events, generation: generation, mayEmit: true)
+        let newCheckpoint = ViewStorage.Checkpoint(
+            position: outcome.stoppedBefore.map { $0 - 1 } ?? batch.scannedThrough,
+            processed: checkpoint.processed + outcome.processed)
+        outcome.writes.append(
+            StateWrite(table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name), value: newCheckpoint.bytes))
+        let unit = CommitUnit(
+            appends: outcome.appends, writes: outcome.writes,
+            conditions: [
+                StateCondition(table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name), expected: checkpointBytes)
+            ])
+        switch await commit(unit, sources: outcome.appendSources) {
+        case .committed:
+            checkpoint = newCheckpoint
+            checkpointBytes = newCheckpoint.bytes
+            parkedCount += outcome.parked.count
+            poisoned.removeAll()
+            if let error = outcome.failures.last { lastError = error }
+            if let position = outcome.stoppedBefore {
+                state = .faulted
+                logger.error("module stopped before a failing event", metadata: ["position": "\(position)"])
+            }
+            handle.advance(to: checkpoint.position)
+        case .retry:
+            break
+        }
+        return true
+    }
+
+    private enum CommitOutcome {
+        case committed
+        case retry
+    }
+
+    /// Commits a unit; on failure, decides what to do about it and says whether to try the work again.
+    private func commit(_ unit: CommitUnit, sources: [LogPosition]) async -> CommitOutcome {
+        do {
+            _ = try await log.commit(unit)
+            return .committed
+        } catch {
+            switch error {
+            case .append(let index, let appendError):
+                // A reaction could not be appended: park its source event on the next try.
+                let source = sources[index]
+                poisoned[source] = "its reaction could not be appended: \(appendError)"
+                logger.warning(
+                    "reaction could not be appended", metadata: ["position": "\(source)", "error": "\(appendError)"])
+            case .conditionFailed:
+                // The checkpoint moved under us (it should not): reload the state and go on from there.
+                logger.warning("checkpoint changed unexpectedly; reloading")
+                try? load()
+            case .closed:
+                state = .stopped
+            case .storage(let message):
+                await storageTrouble(message)
+            }
+            return .retry
+        }
+    }
+
+    private func storageTrouble(_ message: String) async {
+        lastError = message
+        logger.error("storage failure; retrying in one second", metadata: ["error": "\(message)"])
+        try? await Task.sleep(for: .seconds(1))
+    }
+
+    // MARK: - Processing
+
+    /// Runs events through the module and turns what it did into state writes and appends.
+    private func process(_ events: [RecordedEvent], generation: UInt64, mayEmit: Bool) async -> Outcome {
+        var outcome = Outcome()
+        var changes = ViewChanges(views: views, reader: documentReader(generation: generation))
+        eventLoop: for event in events {
+            if let reason = poisoned[event.position] {
+                outcome.parked.append((event, reason, 1))
+                outcome.failures.append(reason)
+                outcome.processed += 1
+                continue
+            }
+            var attempt = 0
+            while true {
+                attempt += 1
+                do {
+                    let moduleEvent = try ModuleEvent(event)
+                    switch module {
+                    case .projector(let projector):
+                        var trial = changes
+                        try projector.apply(moduleEvent, to: &trial)
+                        changes = trial
+                    case .reactor(let reactor):
+                        var context = ReactorContext(views: changes)
+                        try reactor.react(to: moduleEvent, context: &context)
+                        changes = context.views
+                        if mayEmit {
+                            for (index, emitted) in context.emitted.enumerated() {
+                                outcome.appends.append(reaction(emitted, index: index, source: moduleEvent))
+                                outcome.appendSources.append(event.position)
+                            }
+                        }
+                    }
+                    outcome.processed += 1
+                    continue eventLoop
+                } catch {
+                    let message = "position \(event.position) (\(event.eventType)): \(error)"
+                    if attempt < policy.attempts {
+                        try? await Task.sleep(for: .milliseconds(10 << min(attempt, 6)))
+                        continue
+                    }
+                    outcome.failures.append(message)
+                    switch policy {
+                    case .park:
+                        outcome.parked.append((event, "\(error)", attempt))
+                        outcome.processed += 1
+                        logger.warning("event parked", metadata: ["position": "\(event.position)", "error": "\(error)"])
+                        continue eventLoop
+                    case .stop:
+                        outcome.stoppedBefore = event.position
+                        break eventLoop
+                    }
+                }
+            }
+        }
+        do {
+            outcome.writes += try viewWrites(changes, generation: generation)
+        } catch {
+            outcome.failures.append("cannot read the views: \(error)")
+        }
+        let now = Timestamp.now()
+        for parked in outcome.parked {
+            let record: JSONValue = .object([
+                "module": .string(name), "position": .number(JSONNumber(Int64(parked.event.position))),
+                "event_id": .string(parked.event.eventID.description), "event_type": .string(parked.event.eventType),
+                "error": .string(parked.error), "attempts": .number(JSONNumber(parked.attempts)),
+                "parked_at": .string(now.description),
+            ])
+            outcome.writes.append(
+                StateWrite(
+                    table: ViewStorage.parkedTable(name), key: ViewStorage.bigEndian(parked.event.position),
+                    value: record.jsonBytes))
+        }
+        return outcome
+    }
+
+    /// The append for one event a reactor emitted: a derived id, and causation and correlation in metadata.
+    private func reaction(_ emitted: EmittedEvent, index: Int, source: ModuleEvent) -> AppendRequest {
+        let namespace = index == 0 ? name : "\(name)#\(index)"
+        let metadata: JSONValue = .object([
+            "causation_id": .string(source.eventID.description),
+            "correlation_id": .string(source.correlationID),
+        ])
+        return AppendRequest(
+            stream: emitted.stream, expectedVersion: emitted.expectedVersion,
+            events: [
+                ProposedEvent(
+                    eventID: EventID.derived(namespace: namespace, source: source.eventID),
+                    eventType: emitted.eventType, data: emitted.data.jsonBytes, metadata: metadata.jsonBytes)
+            ])
+    }
+
+    private func documentReader(generation: UInt64) -> ViewChanges.Reader {
+        let log = self.log
+        return { view, key in
+            guard
+                let bytes = try log.readState(
+                    table: ViewStorage.documentTable(view, generation: generation), key: ViewStorage.bytes(key))
+            else { return nil }
+            return try JSONValue(parsing: bytes)
+        }
+    }
+
+    /// The state writes for view changes: documents, index entries and document counts.
+    private func viewWrites(_ changes: ViewChanges, generation: UInt64) throws -> [StateWrite] {
+        var writes: [StateWrite] = []
+        for definition in views {
+            guard let changed = changes.changes[definition.name], !changed.isEmpty else { continue }
+            let documentTable = ViewStorage.documentTable(definition.name, generation: generation)
+            let indexTable = ViewStorage.indexTable(definition.name, generation: generation)
+            let keys = Array(changed.keys).sorted()
+            let stored = try log.readState(table: documentTable, keys: keys.map(ViewStorage.bytes))
+            var countDelta: Int64 = 0
+            for (key, storedBytes) in zip(keys, stored) {
+                let newDocument = changed[key]!
+                let oldDocument = try storedBytes.map { try JSONValue(parsing: $0) }
+                countDelta += (newDocument == nil ? 0 : 1) - (storedBytes == nil ? 0 : 1)
+                writes.append(
+                    StateWrite(table: documentTable, key: ViewStorage.bytes(key), value: newDocument?.jsonBytes))
+                for field in definition.indexes {
+                    let oldText = ViewStorage.indexText(oldDocument?[field])
+                    let newText = ViewStorage.indexText(newDocument?[field])
+                    guard oldText != newText else { continue }
+                    if let oldText {
+                        writes.append(
+                            StateWrite(
+                                table: indexTable,
+                                key: ViewStorage.indexKey(field: field, value: oldText, documentKey: key), value: nil))
+                    }
+                    if let newText {
+                        writes.append(
+                            StateWrite(
+                                table: indexTable,
+                                key: ViewStorage.indexKey(field: field, value: newText, documentKey: key), value: []))
+                    }
+                }
+            }
+            if countDelta != 0 {
+                let countKey = ViewStorage.countKey(definition.name, generation: generation)
+                let current = try log.readState(table: ViewStorage.countTable, key: countKey).map {
+                    Int64(bitPattern: ViewStorage.readBigEndian($0))
+                } ?? 0
+                writes.append(
+                    StateWrite(
+                        table: ViewStorage.countTable, key: countKey,
+                        value: ViewStorage.bigEndian(UInt64(bitPattern: max(0, current + countDelta)))))
+            }
+        }
+        return writes
+    }
+
+    // MARK: - Rebuild
+
+    private func rebuildBatch() async -> Bool {
+        guard let progress = rebuild else { return false }
+        let batch: EventBatch
+        do {
+            batch = try log.readBatch(
+                after: progress.checkpoint.position, limit: batchSize * 4, eventTypes: handledEventTypes)
+        } catch {
+            await storageTrouble("rebuild read failed: \(error)")
+            return true
+        }
+        if batch.scannedThrough <= progress.checkpoint.position {
+            // Caught up with the log. Swap once the live views are not ahead of the shadow copy.
+            if progress.checkpoint.position >= checkpoint.position { await swap(progress) }
+            return progress.checkpoint.position >= checkpoint.position
+        }
+        var outcome = await process(batch.events, generation: progress.generation, mayEmit: false)
+        let next = RebuildProgress(
+            generation: progress.generation,
+            checkpoint: ViewStorage.Checkpoint(
+                position: outcome.stoppedBefore.map { $0 - 1 } ?? batch.scannedThrough,
+                processed: progress.checkpoint.processed + outcome.processed))
+        outcome.writes.removeAll { $0.table == ViewStorage.parkedTable(name) }  // parked by the live module already
+        outcome.writes.append(StateWrite(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), value: next.bytes))
+        let unit = CommitUnit(
+            writes: outcome.writes,
+            conditions: [
+                StateCondition(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), expected: progress.bytes)
+            ])
+        if case .committed = await commit(unit, sources: []) {
+            rebuild = next
+            if let stopped = outcome.stoppedBefore {
+                lastError = "rebuild stopped before position \(stopped); the live views stay in place"
+                await abandonRebuild()
+            }
+        }
+        return true
+    }
+
+    private func swap(_ progress: RebuildProgress) async {
+        let oldGeneration = handle.generation
+        let newCheckpoint = progress.checkpoint
+        let unit = CommitUnit(
+            writes: [
+                StateWrite(
+                    table: ViewStorage.generationTable, key: ViewStorage.bytes(name),
+                    value: ViewStorage.bigEndian(progress.generation)),
+                StateWrite(table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name), value: newCheckpoint.bytes),
+                StateWrite(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), value: nil),
+                StateWrite(
+                    table: "cleanup", key: ViewStorage.bytes("\(name)/\(oldGeneration)"),
+                    value: ViewStorage.bigEndian(oldGeneration)),
+            ],
+            conditions: [
+                StateCondition(table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name), expected: checkpointBytes),
+                StateCondition(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), expected: progress.bytes),
+            ])
+        guard case .committed = await commit(unit, sources: []) else { return }
+        checkpoint = newCheckpoint
+        checkpointBytes = newCheckpoint.bytes
+        rebuild = nil
+        cleanups.append(oldGeneration)
+        handle.setGeneration(progress.generation)
+        handle.advance(to: checkpoint.position)
+        logger.info(
+            "rebuild swapped in",
+            metadata: ["generation": "\(progress.generation)", "checkpoint": "\(newCheckpoint.position)"])
+    }
+
+    private func abandonRebuild() async {
+        guard let progress = rebuild else { return }
+        let unit = CommitUnit(writes: [
+            StateWrite(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), value: nil),
+            StateWrite(
+                table: "cleanup", key: ViewStorage.bytes("\(name)/\(progress.generation)"),
+                value: ViewStorage.bigEndian(progress.generation)),
+        ])
+        if case .committed = await commit(unit, sources: []) {
+            rebuild = nil
+            cleanups.append(progress.generation)
+        }
+    }
+
+    /// Deletes up to a thousand entries of a generation that is no longer used.
+    private func cleanupBatch() async -> Bool {
+        guard let generation = cleanups.first else { return false }
+        do {
+            var writes: [StateWrite] = []
+            for definition in views {
+                for table in [
+                    ViewStorage.documentTable(definition.name, generation: generation),
+                    ViewStorage.indexTable(definition.name, generation: generation),
+                ] where writes.count < 1000 {
+                    let entries = try log.scanState(table: table, prefix: [], after: nil, limit: 1000 - writes.count)
+                    writes += entries.map { StateWrite(table: table, key: $0.key, value: nil) }
+                }
+            }
+            if writes.isEmpty {
+                for definition in views {
+                    writes.append(
+                        StateWrite(
+                            table: ViewStorage.countTable,
+                            key: ViewStorage.countKey(definition.name, generation: generation), value: nil))
+                }
+                writes.append(
+                    StateWrite(table: "cleanup", key: ViewStorage.bytes("\(name)/\(generation)"), value: nil))
+                if case .committed = await commit(CommitUnit(writes: writes), sources: []) { cleanups.removeFirst() }
+            } else {
+                _ = await commit(CommitUnit(writes: writes), sources: [])
+            }
+        } catch {
+            await storageTrouble("cleanup failed: \(error)")
+        }
+        return true
+    }
+
+    // MARK: - Operations
+
+    private func runOperations() async {
+        let pending = operations
+        operations.removeAll()
+        for (operation, continuation) in pending {
+            let result: Result<String, HostError>
+            switch operation {
+            case .rebuild: result = await startRebuild()
+            case .retry(let position): result = await retry(position)
+            case .skip(let position): result = await skip(position)
+            }
+            continuation.resume(returning: result)
+        }
+    }
+
+    private func startRebuild() async -> Result<String, HostError> {
+        guard case .projector = module else {
+            return .failure(.badRequest("\(name) is a \(kind.rawValue); only projectors can be rebuilt"))
+        }
+        if let rebuild {
+            return .success("already rebuilding, at position \(rebuild.checkpoint.position)")
+        }
+        let generation = max(handle.generation, cleanups.max() ?? 0) + 1
+        let progress = RebuildProgress(generation: generation, checkpoint: .init(position: 0, processed: 0))
+        let unit = CommitUnit(
+            writes: [StateWrite(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), value: progress.bytes)],
+            conditions: [StateCondition(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), expected: nil)])
+        guard case .committed = await commit(unit, sources: []) else {
+            return .failure(.internal("could not start the rebuild: \(lastError ?? "unknown")"))
+        }
+        rebuild = progress
+        logger.info("rebuild started", metadata: ["generation": "\(generation)"])
+        return .success("rebuilding into generation \(generation)")
+    }
+
+    private func retry(_ position: LogPosition) async -> Result<String, HostError> {
+        if state == .faulted && position == checkpoint.position + 1 {
+            state = .running
+            lastError = nil
+            return .success("resumed at position \(position)")
+        }
+        let parkedKey = ViewStorage.bigEndian(position)
+        let table = ViewStorage.parkedTable(name)
+        let record: [UInt8]?
+        let events: [RecordedEvent]
+        do {
+            record = try log.readState(table: table, key: parkedKey)
+            events = try log.readAll(from: position, limit: 1, eventTypes: [])
+        } catch {
+            return .failure(.internal("\(error)"))
+        }
+        guard let record, let event = events.first, event.position == position else {
+            return .failure(.notFound("no parked event at position \(position) for \(name)"))
+        }
+        var outcome = await process([event], generation: handle.generation, mayEmit: true)
+        guard outcome.parked.isEmpty, outcome.stoppedBefore == nil else {
+            let error = outcome.failures.last ?? "failed again"
+            var updated = (try? JSONValue(parsing: record))?.objectValue ?? [:]
+            updated["error"] = .string(error)
+            updated["attempts"] = .number(JSONNumber((updated["attempts"]?.int64Value ?? 0) + Int64(policy.attempts)))
+            _ = await commit(
+                CommitUnit(writes: [StateWrite(table: table, key: parkedKey, value: JSONValue.object(updated).jsonBytes)]),
+                sources: [])
+            return .failure(.internal("position \(position) failed again: \(error)"))
+        }
+        outcome.writes.append(StateWrite(table: table, key: parkedKey, value: nil))
+        let unit = CommitUnit(
+            appends: outcome.appends, writes: outcome.writes,
+            conditions: [StateCondition(table: table, key: parkedKey, expected: record)])
+        guard case .committed = await commit(unit, sources: outcome.appendSources) else {
+            return .failure(.internal("could not commit the retry: \(lastError ?? "unknown")"))
+        }
+        parkedCount -= 1
+        return .success("position \(position) processed")
+    }
+
+    private func skip(_ position: LogPosition) async -> Result<String, HostError> {
+        if state == .faulted && position == checkpoint.position + 1 {
+            let next = ViewStorage.Checkpoint(position: position, processed: checkpoint.processed)
+            let unit = CommitUnit(
+                writes: [StateWrite(table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name), value: next.bytes)],
+                conditions: [
+                    StateCondition(
+                        table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name), expected: checkpointBytes)
+                ])
+            guard case .committed = await commit(unit, sources: []) else {
+                return .failure(.internal("could not skip: \(lastError ?? "unknown")"))
+            }
+            checkpoint = next
+            checkpointBytes = next.bytes
+            state = .running
+            lastError = nil
+            handle.advance(to: checkpoint.position)
+            return .success("skipped position \(position); resumed")
+        }
+        let table = ViewStorage.parkedTable(name)
+        let key = ViewStorage.bigEndian(position)
+        guard let record = try? log.readState(table: table, key: key) else {
+            return .failure(.notFound("no parked event at position \(position) for \(name)"))
+        }
+        let unit = CommitUnit(
+            writes: [StateWrite(table: table, key: key, value: nil)],
+            conditions: [StateCondition(table: table, key: key, expected: record)])
+        guard case .committed = await commit(unit, sources: []) else {
+            return .failure(.internal("could not skip: \(lastError ?? "unknown")"))
+        }
+        parkedCount -= 1
+        return .success("dropped parked position \(position)")
+    }
+}
