@@ -1,9 +1,17 @@
 import NIOCore
 
+/// A request as the client sends it.
+enum ClientRequest {
+    /// A RESP array of bulk strings.
+    case arguments([[UInt8]])
+    /// One inline line, as a person would type it.
+    case inline(String)
+}
+
 /// Matches replies to requests in order: the connection is pipelined, so many requests may be in flight.
 final class ClientHandler: ChannelDuplexHandler {
     typealias InboundIn = RESPValue
-    typealias OutboundIn = (arguments: [[UInt8]], promise: EventLoopPromise<RESPValue>)
+    typealias OutboundIn = (request: ClientRequest, promise: EventLoopPromise<RESPValue>)
     typealias OutboundOut = ByteBuffer
 
     private var waiting = CircularBuffer<EventLoopPromise<RESPValue>>()
@@ -11,7 +19,13 @@ final class ClientHandler: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
         var buffer = context.channel.allocator.buffer(capacity: 64)
-        RESPRequestEncoder.encode(request.arguments, into: &buffer)
+        switch request.request {
+        case .arguments(let arguments):
+            RESPRequestEncoder.encode(arguments, into: &buffer)
+        case .inline(let line):
+            buffer.writeString(line)
+            buffer.writeStaticString("\r\n")
+        }
         waiting.append(request.promise)
         context.write(wrapOutboundOut(buffer), promise: promise)
     }

@@ -61,9 +61,24 @@ public final class LoglineClient: Sendable {
     /// - Returns: The reply.
     /// - Throws: ``LoglineClientError`` when the connection fails.
     public func sendRaw(_ arguments: [[UInt8]]) async throws(LoglineClientError) -> RESPValue {
+        try await send(.arguments(arguments))
+    }
+
+    /// Sends one line in the inline form, as typed into netcat, and returns the raw reply.
+    /// - Parameter line: The request, without a line ending; the last JSON argument may contain spaces.
+    /// - Returns: The reply; error replies are returned, not thrown.
+    /// - Throws: ``LoglineClientError`` when the connection fails.
+    public func sendInline(_ line: String) async throws(LoglineClientError) -> RESPValue {
+        guard !line.contains("\n"), !line.contains("\r") else {
+            throw .invalidRequest("an inline request is one line")
+        }
+        return try await send(.inline(line))
+    }
+
+    private func send(_ request: ClientRequest) async throws(LoglineClientError) -> RESPValue {
         let promise = channel.eventLoop.makePromise(of: RESPValue.self)
         let written = channel.eventLoop.makePromise(of: Void.self)
-        channel.writeAndFlush((arguments: arguments, promise: promise), promise: written)
+        channel.writeAndFlush((request: request, promise: promise), promise: written)
         // A write to a closed channel never reaches the handler: fail the reply instead of waiting forever.
         // (A promise completes once; a later failure of an already answered request is ignored.)
         written.futureResult.whenFailure { _ in promise.fail(LoglineClientError.connectionClosed) }

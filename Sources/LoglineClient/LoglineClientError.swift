@@ -10,6 +10,8 @@ public enum LoglineClientError: Error, Hashable, Sendable, CustomStringConvertib
     case connectionClosed
     /// The reply was not of the expected shape.
     case unexpectedReply(String)
+    /// The request cannot be sent as given (for example an inline request with a line break).
+    case invalidRequest(String)
 
     /// The server's error code, when the server answered with an error.
     public var code: ErrorCode? {
@@ -24,6 +26,7 @@ public enum LoglineClientError: Error, Hashable, Sendable, CustomStringConvertib
         case .connectionFailed(let reason): return "cannot connect: \(reason)"
         case .connectionClosed: return "the connection closed before the reply came"
         case .unexpectedReply(let reply): return "unexpected reply: \(reply)"
+        case .invalidRequest(let reason): return "invalid request: \(reason)"
         }
     }
 }

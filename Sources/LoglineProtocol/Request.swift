@@ -16,9 +16,59 @@ public enum Request: Hashable, Sendable {
     case info
     /// `QUIT`: `+OK`, then the server closes the connection.
     case quit
+    /// `SUBMIT <command-name> <json>`: runs a command handler.
+    case submit(command: String, body: [UInt8])
+    /// `GET <view> <key> [AT <position>]`: one document of a view.
+    case get(GetCommand)
+    /// `QUERY <view> [WHERE <field> <value>] [LIMIT <n>] [AFTER <key>] [AT <position>]`: documents in key order.
+    case query(QueryCommand)
+    /// `VIEWS`: the views.
+    case views
+    /// `PROJECTIONS`: the modules and their progress.
+    case projections
+    /// `REBUILD <module>`: replays a projector into a shadow copy, then swaps it in.
+    case rebuild(module: String)
+    /// `PARKED <module>`: the events a module parked.
+    case parked(module: String)
+    /// `RETRY <module> <position>`: processes a parked event again.
+    case retry(module: String, position: LogPosition)
+    /// `SKIP <module> <position>`: drops a parked event.
+    case skip(module: String, position: LogPosition)
     /// Verbs that Redis tools send on their own (`COMMAND`, `CONFIG GET`, `CLIENT`, `SELECT`, `ECHO`), answered
     /// harmlessly so that redis-cli, redis-benchmark and client libraries work.
     case redisCompatibility(RedisCompatibilityCommand)
+}
+
+/// `GET <view> <key> [AT <position>]`.
+public struct GetCommand: Hashable, Sendable {
+    /// The view.
+    public var view: String
+    /// The document's key.
+    public var key: String
+    /// Wait until the view has processed this position.
+    public var atPosition: LogPosition?
+}
+
+/// `QUERY <view> [WHERE <field> <value>] [LIMIT <n>] [AFTER <key>] [AT <position>]`.
+public struct QueryCommand: Hashable, Sendable {
+    /// The view.
+    public var view: String
+    /// An indexed field and the value it must have.
+    public var filter: QueryFilter?
+    /// The most documents (100 by default).
+    public var limit: Int
+    /// Start after this key.
+    public var afterKey: String?
+    /// Wait until the view has processed this position.
+    public var atPosition: LogPosition?
+}
+
+/// `WHERE <field> <value>`.
+public struct QueryFilter: Hashable, Sendable {
+    /// The indexed field.
+    public var field: String
+    /// The value to match (strings as they are, numbers as written, booleans as true or false).
+    public var value: String
 }
 
 extension Request {

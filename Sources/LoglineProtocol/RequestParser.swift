@@ -34,6 +34,44 @@ public struct RequestParser: Sendable {
         case "APPENDMANY": return .appendMany(try parseAppendMany(&arguments))
         case "READ": return .read(try parseRead(&arguments))
         case "READALL": return .readAll(try parseReadAll(&arguments))
+        case "SUBMIT":
+            let usage = "SUBMIT <command-name> <json>"
+            let command = try name(&arguments, field: "command name", usage: usage)
+            guard let body = arguments.rest() else { throw RequestError(.badRequest, "missing body; usage: \(usage)") }
+            try arguments.expectEnd(verb)
+            try validateDataSize(body)
+            if let failure = JSONValidator.validate(body) { throw RequestError(.badJSON, "body: \(failure)") }
+            return .submit(command: command, body: body)
+        case "GET":
+            let usage = "GET <view> <key> [AT <position>]"
+            let view = try name(&arguments, field: "view", usage: usage)
+            let key = try documentKey(&arguments, usage: usage)
+            var command = GetCommand(view: view, key: key, atPosition: nil)
+            while let optionBytes = arguments.nextWord() {
+                let option = String(decoding: optionBytes, as: UTF8.self).uppercased()
+                guard option == "AT" else {
+                    throw RequestError(.badRequest, "unexpected '\(option.prefix(32))'; usage: \(usage)")
+                }
+                command.atPosition = try number(&arguments, after: "AT")
+            }
+            return .get(command)
+        case "QUERY":
+            return .query(try parseQuery(&arguments))
+        case "VIEWS":
+            try arguments.expectEnd(verb)
+            return .views
+        case "PROJECTIONS":
+            try arguments.expectEnd(verb)
+            return .projections
+        case "REBUILD", "PARKED":
+            let module = try name(&arguments, field: "module", usage: "\(verb) <module>")
+            try arguments.expectEnd(verb)
+            return verb == "REBUILD" ? .rebuild(module: module) : .parked(module: module)
+        case "RETRY", "SKIP":
+            let module = try name(&arguments, field: "module", usage: "\(verb) <module> <position>")
+            let position = try number(&arguments, after: "\(verb) <module>")
+            try arguments.expectEnd(verb)
+            return verb == "RETRY" ? .retry(module: module, position: position) : .skip(module: module, position: position)
         case "INFO":
             _ = arguments.rest()  // Redis clients may send `INFO <section>`; Logline has one section.
             return .info
@@ -194,7 +232,48 @@ public struct RequestParser: Sendable {
         return command
     }
 
+    /// The default `LIMIT` of `QUERY`.
+    public static let defaultQueryLimit = 100
+    /// The largest `LIMIT` of `QUERY`.
+    public static let maximumQueryLimit = 1000
+
+    private func parseQuery(_ arguments: inout ArgumentReader) throws(RequestError) -> QueryCommand {
+        let usage = "QUERY <view> [WHERE <field> <value>] [LIMIT <n>] [AFTER <key>] [AT <position>]"
+        let view = try name(&arguments, field: "view", usage: usage)
+        var command = QueryCommand(
+            view: view, filter: nil, limit: Self.defaultQueryLimit, afterKey: nil, atPosition: nil)
+        while let optionBytes = arguments.nextWord() {
+            let option = String(decoding: optionBytes, as: UTF8.self).uppercased()
+            switch option {
+            case "WHERE":
+                guard let field = arguments.nextWord(), !field.isEmpty, field.count <= 64,
+                    let value = arguments.nextWord()
+                else { throw RequestError(.badRequest, "WHERE needs a field and a value; usage: \(usage)") }
+                command.filter = QueryFilter(
+                    field: String(decoding: field, as: UTF8.self), value: String(decoding: value, as: UTF8.self))
+            case "LIMIT":
+                let limit = try number(&arguments, after: "LIMIT")
+                guard limit >= 1, limit <= UInt64(Self.maximumQueryLimit) else {
+                    throw RequestError(.badRequest, "LIMIT must be 1 to \(Self.maximumQueryLimit)")
+                }
+                command.limit = Int(limit)
+            case "AFTER": command.afterKey = try documentKey(&arguments, usage: usage)
+            case "AT": command.atPosition = try number(&arguments, after: "AT")
+            default: throw RequestError(.badRequest, "unexpected '\(option.prefix(32))'; usage: \(usage)")
+            }
+        }
+        return command
+    }
+
     // MARK: - Arguments
+
+    private func documentKey(_ arguments: inout ArgumentReader, usage: String) throws(RequestError) -> String {
+        guard let bytes = arguments.nextWord() else { throw RequestError(.badRequest, "missing key; usage: \(usage)") }
+        guard !bytes.isEmpty, bytes.count <= 200, !bytes.contains(0) else {
+            throw RequestError(.badRequest, "a key is 1 to 200 bytes")
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
 
     private func name(_ arguments: inout ArgumentReader, field: String, usage: String) throws(RequestError) -> String {
         guard let bytes = arguments.nextWord() else {

@@ -24,6 +24,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var closeAfterSlot: Int?
     /// Appends of this connection not yet durable.
     private var appendsInFlight = 0
+    /// Other requests of this connection that complete later (commands, waits for a view, rebuilds).
+    private var othersInFlight = 0
     /// Requests held back until the appends before them are durable, so each one sees the effects of every
     /// request the client sent before it (appends may run ahead: the log's writer keeps their order).
     private var waiting = CircularBuffer<(slot: Int, request: Request)>()
@@ -76,7 +78,7 @@ final class ConnectionHandler: ChannelInboundHandler {
                 return
             }
             if case .quit = request { closeAfterSlot = slot }
-            if waiting.isEmpty && (request.isAppend || appendsInFlight == 0) {
+            if waiting.isEmpty && mayStart(request) {
                 run(request, in: slot)
             } else {
                 waiting.append((slot, request))
@@ -114,27 +116,39 @@ final class ConnectionHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
-    /// Runs a request now: a read at once, an append through the group commit.
+    /// Whether a request may start now: an append when nothing but appends is in flight (the log's writer
+    /// keeps their order), anything else when nothing at all is in flight.
+    private func mayStart(_ request: Request) -> Bool {
+        request.isAppend ? othersInFlight == 0 : appendsInFlight == 0 && othersInFlight == 0
+    }
+
+    /// Runs a request now: a read at once, an append through the group commit, a module request as a task.
     private func run(_ request: Request, in slot: Int) {
         guard let context else { return }
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
-        if request.isAppend { appendsInFlight += 1 }
+        let isAppend = request.isAppend
         let immediate = executor.execute(request) { reply in
             if eventLoop.inEventLoop {
-                loopBound.value.appendCompleted(slot, with: reply)
+                loopBound.value.completed(slot, isAppend: isAppend, with: reply)
             } else {
-                eventLoop.execute { loopBound.value.appendCompleted(slot, with: reply) }
+                eventLoop.execute { loopBound.value.completed(slot, isAppend: isAppend, with: reply) }
             }
         }
-        if let immediate { fill(slot, with: immediate) }
+        if let immediate {
+            fill(slot, with: immediate)
+        } else if isAppend {
+            appendsInFlight += 1
+        } else {
+            othersInFlight += 1
+        }
     }
 
-    private func appendCompleted(_ slot: Int, with reply: ByteBuffer) {
-        appendsInFlight -= 1
+    private func completed(_ slot: Int, isAppend: Bool, with reply: ByteBuffer) {
+        if isAppend { appendsInFlight -= 1 } else { othersInFlight -= 1 }
         fill(slot, with: reply)
-        // Requests held back behind appends run now, in order: a read sees every append sent before it.
-        while let (waitingSlot, request) = waiting.first, request.isAppend || appendsInFlight == 0 {
+        // Requests held back run now, in order: each sees the effects of every request sent before it.
+        while let (waitingSlot, request) = waiting.first, mayStart(request) {
             waiting.removeFirst()
             run(request, in: waitingSlot)
         }

@@ -1,6 +1,7 @@
 import Logging
 import LoglineCore
 import LoglineLog
+import LoglineProjectionHost
 import LoglineProtocol
 import NIOCore
 import NIOPosix
@@ -39,16 +40,17 @@ public final class LoglineServer: Service, Sendable {
     /// - Parameters:
     ///   - configuration: Address and limits.
     ///   - log: The event log it serves.
+    ///   - host: The projection host whose views and commands it serves, if any.
     ///   - eventLoopGroup: The NIO threads (the shared singleton by default).
     ///   - logger: Where notable things are logged.
     ///   - onServerRunning: Called with the bound address once the server listens.
     public init(
-        configuration: Configuration, log: any EventLog,
+        configuration: Configuration, log: any EventLog, host: ProjectionHost? = nil,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
         onServerRunning: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
     ) {
         self.configuration = configuration
-        self.executor = RequestExecutor(log: log, logger: logger)
+        self.executor = RequestExecutor(log: log, host: host, logger: logger)
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.onServerRunning = onServerRunning

@@ -1,6 +1,7 @@
 import Logging
 import LoglineCore
 import LoglineLog
+import LoglineProjectionHost
 import LoglineProtocol
 import NIOCore
 import Synchronization
@@ -11,6 +12,7 @@ import Synchronization
 /// Appends go to the log's group commit and reply through `completion` once durable.
 final class RequestExecutor: Sendable {
     private let log: any EventLog
+    private let host: ProjectionHost?
     private let logger: Logger
     private let allocator = ByteBufferAllocator()
     private let startedAt = ContinuousClock.now
@@ -19,8 +21,9 @@ final class RequestExecutor: Sendable {
     /// The server's version, reported by `INFO`.
     static let version = "0.1.0"
 
-    init(log: any EventLog, logger: Logger) {
+    init(log: any EventLog, host: ProjectionHost?, logger: Logger) {
         self.log = log
+        self.host = host
         self.logger = logger
     }
 
@@ -71,6 +74,9 @@ final class RequestExecutor: Sendable {
             }
         case .info:
             return infoReply()
+        case .submit, .get, .query, .views, .projections, .rebuild, .parked, .retry, .skip:
+            guard let host else { return errorReply(.notFound, "this server runs no modules") }
+            return executeModuleRequest(request, host: host, completion: completion)
         case .redisCompatibility(let command):
             var buffer = allocator.buffer(capacity: 16)
             switch command {
@@ -90,6 +96,102 @@ final class RequestExecutor: Sendable {
             }
             return buffer
         }
+    }
+
+    /// Requests for the projection host. Reads without `AT` answer at once; the rest run as tasks.
+    private func executeModuleRequest(
+        _ request: Request, host: ProjectionHost, completion: @escaping @Sendable (ByteBuffer) -> Void
+    ) -> ByteBuffer? {
+        switch request {
+        case .get(let command) where command.atPosition == nil:
+            return hostReply { () throws(HostError) in try getReply(command, host: host) }
+        case .query(let command) where command.atPosition == nil:
+            return hostReply { () throws(HostError) in try queryReply(command, host: host) }
+        case .views:
+            return documentsReply(host.viewStatuses().map(\.json.jsonBytes))
+        case .parked(let module):
+            return hostReply { () throws(HostError) in documentsReply(try host.parked(module: module)) }
+        default:
+            break
+        }
+        Task {
+            let reply: ByteBuffer
+            do {
+                reply = try await asyncModuleReply(request, host: host)
+            } catch let error as HostError {
+                reply = errorReply(error.code, error.description)
+            } catch {
+                reply = errorReply(.internal, "\(error)")
+            }
+            completion(reply)
+        }
+        return nil
+    }
+
+    private func asyncModuleReply(_ request: Request, host: ProjectionHost) async throws(HostError) -> ByteBuffer {
+        switch request {
+        case .submit(let command, let body):
+            return bulkReply(try await host.submit(command: command, body: body))
+        case .get(let command):
+            if let position = command.atPosition { try await host.waitForView(command.view, at: position) }
+            return try getReply(command, host: host)
+        case .query(let command):
+            if let position = command.atPosition { try await host.waitForView(command.view, at: position) }
+            return try queryReply(command, host: host)
+        case .projections:
+            return documentsReply(await host.moduleStatuses().map(\.json.jsonBytes))
+        case .rebuild(let module):
+            return simpleReply(try await host.rebuild(module: module))
+        case .retry(let module, let position):
+            return simpleReply(try await host.retry(module: module, position: position))
+        case .skip(let module, let position):
+            return simpleReply(try await host.skip(module: module, position: position))
+        default:
+            return errorReply(.internal, "not a module request")
+        }
+    }
+
+    private func getReply(_ command: GetCommand, host: ProjectionHost) throws(HostError) -> ByteBuffer {
+        guard let document = try host.document(view: command.view, key: command.key) else {
+            var buffer = allocator.buffer(capacity: 8)
+            ReplyWriter.null(into: &buffer)
+            return buffer
+        }
+        return bulkReply(document)
+    }
+
+    private func queryReply(_ command: QueryCommand, host: ProjectionHost) throws(HostError) -> ByteBuffer {
+        documentsReply(
+            try host.query(
+                view: command.view, where: command.filter.map { ($0.field, $0.value) }, limit: command.limit,
+                after: command.afterKey))
+    }
+
+    private func hostReply(_ body: () throws(HostError) -> ByteBuffer) -> ByteBuffer {
+        do {
+            return try body()
+        } catch {
+            return errorReply(error.code, error.description)
+        }
+    }
+
+    private func bulkReply(_ bytes: [UInt8]) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: bytes.count + 16)
+        ReplyWriter.bulk(bytes, into: &buffer)
+        return buffer
+    }
+
+    private func simpleReply(_ message: String) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: message.utf8.count + 8)
+        ReplyWriter.simpleString(message, into: &buffer)
+        return buffer
+    }
+
+    private func documentsReply(_ documents: [[UInt8]]) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: 16 + documents.reduce(0) { $0 + $1.count + 16 })
+        ReplyWriter.arrayHeader(documents.count, into: &buffer)
+        for document in documents { ReplyWriter.bulk(document, into: &buffer) }
+        return buffer
     }
 
     /// An error reply.

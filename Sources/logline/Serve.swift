@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Logging
 import LoglineLog
+import LoglineModuleAPI
+import LoglineProjectionHost
 import LoglineServer
 import ServiceLifecycle
 
@@ -25,6 +27,16 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Comma-separated module groups to run: \(ModuleRegistry.groups.map(\.name).joined(separator: ", ")); all; none.",
+            valueName: "groups"))
+    var modules: String = "all"
+
+    @Option(name: .long, help: "The credit each customer starts with (payment module).")
+    var initialCredit: String = "1000.00"
+
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
             throw ValidationError("unknown log level '\(logLevel)'")
@@ -35,6 +47,12 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "logline")
+        guard let credit = ExactDecimal(initialCredit), !credit.isNegative else {
+            throw ValidationError("--initial-credit must be a plain decimal such as 1000.00")
+        }
+        let groupNames = modules.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let selectedModules = try ModuleRegistry.modules(
+            named: groupNames, settings: ModuleRegistry.Settings(initialCredit: credit))
 
         let log: LMDBEventLog
         do {
@@ -49,15 +67,26 @@ struct Serve: AsyncParsableCommand {
         configuration.host = host
         configuration.port = port
         configuration.maximumRequestBytes = maxRequestBytes
+        let projectionHost: ProjectionHost
+        do {
+            projectionHost = try ProjectionHost(log: log, modules: selectedModules, logger: logger)
+        } catch {
+            FileHandle.standardError.write(Data("logline: error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
         let directory = log.directory
-        let server = LoglineServer(configuration: configuration, log: log, logger: logger) { address in
+        let host = self.host
+        let server = LoglineServer(configuration: configuration, log: log, host: projectionHost, logger: logger) {
+            address in
             let text =
                 "logline: listening on \(address.ipAddress ?? host):\(address.port ?? port), data in \(directory)\n"
             FileHandle.standardError.write(Data(text.utf8))
         }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                // In dependency order: on shutdown the server stops first, then the modules finish their batch.
+                services: [.init(service: projectionHost), .init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
         do {
             try await group.run()
         } catch {
