@@ -246,7 +246,9 @@ public protocol EventLog: Sendable {
     ///   - limit: The most entries to return.
     /// - Returns: The entries in key order.
     /// - Throws: A storage error.
-    func scanState(table: String, prefix: [UInt8], after: [UInt8]?, limit: Int) throws -> [(key: [UInt8], value: [UInt8])]
+    func scanState(table: String, prefix: [UInt8], after: [UInt8]?, limit: Int) throws -> [(
+        key: [UInt8], value: [UInt8]
+    )]
 }
 
 extension EventLog {

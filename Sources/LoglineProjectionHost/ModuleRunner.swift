@@ -1,7 +1,7 @@
+import Logging
 import LoglineCore
 import LoglineLog
 import LoglineModuleAPI
-import Logging
 
 /// Runs one projector or reactor: catch up from its checkpoint in batches, then follow new commits.
 ///
@@ -53,6 +53,8 @@ actor ModuleRunner {
         /// The position of the event the module stopped before, when its policy is to stop.
         var stoppedBefore: LogPosition?
         var failures: [String] = []
+        /// The host is stopping: the work was cut short and must not be committed.
+        var interrupted = false
     }
 
     let name: String
@@ -76,9 +78,34 @@ actor ModuleRunner {
     /// Events whose reaction could not be appended (for example an id clash): parked on the next try.
     private var poisoned: [LogPosition: String] = [:]
     private var operations: [(Operation, CheckedContinuation<Result<String, HostError>, Never>)] = []
-    private var loaded = false
+    /// Whether the loop has ended: operations asked after that are answered `UNAVAILABLE` at once.
+    private var finished = false
 
-    init(module: Module, log: any EventLog, batchSize: Int, logger: Logger) {
+    /// What the module left in the state tables: read when the runner is made, so that queries answer from the
+    /// right generation and checkpoint before the loop has started.
+    private struct StoredState {
+        var checkpointBytes: [UInt8]?
+        var generation: UInt64
+        var rebuild: RebuildProgress?
+        var cleanups: [UInt64]
+        var parkedCount: Int
+
+        init(name: String, log: any EventLog) throws {
+            checkpointBytes = try log.readState(table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name))
+            generation =
+                try log.readState(table: ViewStorage.generationTable, key: ViewStorage.bytes(name)).map {
+                    ViewStorage.readBigEndian($0)
+                } ?? 1
+            rebuild = RebuildProgress(
+                bytes: try log.readState(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name)))
+            cleanups = try log.scanState(
+                table: ViewStorage.cleanupTable, prefix: ViewStorage.bytes(name + "/"), after: nil, limit: 1000
+            ).map { ViewStorage.readBigEndian($0.value) }
+            parkedCount = try ModuleRunner.parkedEntries(in: ViewStorage.parkedTable(name), log: log).count
+        }
+    }
+
+    init(module: Module, log: any EventLog, batchSize: Int, logger: Logger) throws {
         self.module = module
         switch module {
         case .projector(let projector):
@@ -98,6 +125,14 @@ actor ModuleRunner {
         var logger = logger
         logger[metadataKey: "module"] = "\(name)"
         self.logger = logger
+        let stored = try StoredState(name: name, log: log)
+        checkpointBytes = stored.checkpointBytes
+        checkpoint = ViewStorage.Checkpoint(bytes: stored.checkpointBytes)
+        rebuild = stored.rebuild
+        cleanups = stored.cleanups
+        parkedCount = stored.parkedCount
+        handle.setGeneration(stored.generation)
+        handle.advance(to: checkpoint.position)
     }
 
     var kind: ModuleKind {
@@ -122,7 +157,8 @@ actor ModuleRunner {
 
     /// Asks the loop to carry out an operation and waits for its answer.
     private func request(_ operation: Operation) async -> Result<String, HostError> {
-        await withCheckedContinuation { continuation in
+        guard !finished else { return .failure(.unavailable("\(name) has stopped")) }
+        return await withCheckedContinuation { continuation in
             operations.append((operation, continuation))
             signal.notify()
         }
@@ -139,13 +175,6 @@ actor ModuleRunner {
 
     /// Runs until cancelled.
     func run() async {
-        do {
-            try load()
-        } catch {
-            lastError = "cannot load the module's state: \(error)"
-            state = .faulted
-            logger.error("module cannot start", metadata: ["error": "\(error)"])
-        }
         while !Task.isCancelled {
             var worked = false
             if !operations.isEmpty {
@@ -162,38 +191,31 @@ actor ModuleRunner {
             }
             if !worked { await signal.wait() }
         }
+        finished = true
         for (_, continuation) in operations { continuation.resume(returning: .failure(.unavailable("stopping"))) }
         operations.removeAll()
         state = .stopped
     }
 
-    private func load() throws {
-        checkpointBytes = try log.readState(table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name))
-        checkpoint = ViewStorage.Checkpoint(bytes: checkpointBytes)
-        let generation =
-            try log.readState(table: ViewStorage.generationTable, key: ViewStorage.bytes(name)).map {
-                ViewStorage.readBigEndian($0)
-            } ?? 1
-        handle.setGeneration(generation)
-        rebuild = RebuildProgress(
-            bytes: try log.readState(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name)))
-        cleanups = try log.scanState(
-            table: "cleanup", prefix: ViewStorage.bytes(name + "/"), after: nil, limit: 1000
-        ).map { ViewStorage.readBigEndian($0.value) }
-        parkedCount = try countParked()
+    /// Reads the module's state again from the tables (after its checkpoint moved unexpectedly).
+    private func reload() throws {
+        let stored = try StoredState(name: name, log: log)
+        checkpointBytes = stored.checkpointBytes
+        checkpoint = ViewStorage.Checkpoint(bytes: stored.checkpointBytes)
+        rebuild = stored.rebuild
+        cleanups = stored.cleanups
+        parkedCount = stored.parkedCount
+        handle.setGeneration(stored.generation)
         handle.advance(to: checkpoint.position)
-        loaded = true
-        logger.debug("module loaded", metadata: ["checkpoint": "\(checkpoint.position)"])
     }
 
-    private func countParked() throws -> Int {
-        var count = 0
-        var after: [UInt8]?
+    /// Every entry of a parked table, in position order.
+    static func parkedEntries(in table: String, log: any EventLog) throws -> [(key: [UInt8], value: [UInt8])] {
+        var entries: [(key: [UInt8], value: [UInt8])] = []
         while true {
-            let page = try log.scanState(table: ViewStorage.parkedTable(name), prefix: [], after: after, limit: 1000)
-            count += page.count
-            guard page.count == 1000 else { return count }
-            after = page.last?.key
+            let page = try log.scanState(table: table, prefix: [], after: entries.last?.key, limit: 1000)
+            entries += page
+            guard page.count == 1000 else { return entries }
         }
     }
 
@@ -210,6 +232,7 @@ actor ModuleRunner {
         guard batch.scannedThrough > checkpoint.position else { return false }
         let generation = handle.generation
         var outcome = await process(batch.events, generation: generation, mayEmit: true)
+        if outcome.interrupted { return true }
         let newCheckpoint = ViewStorage.Checkpoint(
             position: outcome.stoppedBefore.map { $0 - 1 } ?? batch.scannedThrough,
             processed: checkpoint.processed + outcome.processed)
@@ -218,7 +241,8 @@ actor ModuleRunner {
         let unit = CommitUnit(
             appends: outcome.appends, writes: outcome.writes,
             conditions: [
-                StateCondition(table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name), expected: checkpointBytes)
+                StateCondition(
+                    table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name), expected: checkpointBytes)
             ])
         switch await commit(unit, sources: outcome.appendSources) {
         case .committed:
@@ -259,7 +283,7 @@ actor ModuleRunner {
             case .conditionFailed:
                 // The checkpoint moved under us (it should not): reload the state and go on from there.
                 logger.warning("checkpoint changed unexpectedly; reloading")
-                try? load()
+                try? reload()
             case .closed:
                 state = .stopped
             case .storage(let message):
@@ -314,7 +338,13 @@ actor ModuleRunner {
                 } catch {
                     let message = "position \(event.position) (\(event.eventType)): \(error)"
                     if attempt < policy.attempts {
-                        try? await Task.sleep(for: .milliseconds(10 << min(attempt, 6)))
+                        do {
+                            try await Task.sleep(for: .milliseconds(10 << min(attempt, 6)))
+                        } catch {
+                            // Stopping: leave the event for the next start rather than use up its attempts.
+                            outcome.interrupted = true
+                            return outcome
+                        }
                         continue
                     }
                     outcome.failures.append(message)
@@ -322,7 +352,8 @@ actor ModuleRunner {
                     case .park:
                         outcome.parked.append((event, "\(error)", attempt))
                         outcome.processed += 1
-                        logger.warning("event parked", metadata: ["position": "\(event.position)", "error": "\(error)"])
+                        logger.warning(
+                            "event parked", metadata: ["position": "\(event.position)", "error": "\(error)"])
                         continue eventLoop
                     case .stop:
                         outcome.stoppedBefore = event.position
@@ -415,9 +446,10 @@ actor ModuleRunner {
             }
             if countDelta != 0 {
                 let countKey = ViewStorage.countKey(definition.name, generation: generation)
-                let current = try log.readState(table: ViewStorage.countTable, key: countKey).map {
-                    Int64(bitPattern: ViewStorage.readBigEndian($0))
-                } ?? 0
+                let current =
+                    try log.readState(table: ViewStorage.countTable, key: countKey).map {
+                        Int64(bitPattern: ViewStorage.readBigEndian($0))
+                    } ?? 0
                 writes.append(
                     StateWrite(
                         table: ViewStorage.countTable, key: countKey,
@@ -445,13 +477,19 @@ actor ModuleRunner {
             return progress.checkpoint.position >= checkpoint.position
         }
         var outcome = await process(batch.events, generation: progress.generation, mayEmit: false)
+        if outcome.interrupted { return true }
         let next = RebuildProgress(
             generation: progress.generation,
             checkpoint: ViewStorage.Checkpoint(
                 position: outcome.stoppedBefore.map { $0 - 1 } ?? batch.scannedThrough,
                 processed: progress.checkpoint.processed + outcome.processed))
-        outcome.writes.removeAll { $0.table == ViewStorage.parkedTable(name) }  // parked by the live module already
-        outcome.writes.append(StateWrite(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), value: next.bytes))
+        // What the rebuild parks becomes the module's parked list when the rebuild is swapped in.
+        outcome.writes = outcome.writes.map { write in
+            guard write.table == ViewStorage.parkedTable(name) else { return write }
+            return StateWrite(table: ViewStorage.rebuildParkedTable(name), key: write.key, value: write.value)
+        }
+        outcome.writes.append(
+            StateWrite(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), value: next.bytes))
         let unit = CommitUnit(
             writes: outcome.writes,
             conditions: [
@@ -470,24 +508,49 @@ actor ModuleRunner {
     private func swap(_ progress: RebuildProgress) async {
         let oldGeneration = handle.generation
         let newCheckpoint = progress.checkpoint
+        // The rebuilt views replace the parked list too: an event the rebuild applied is no longer parked.
+        let liveParked: [(key: [UInt8], value: [UInt8])]
+        let rebuildParked: [(key: [UInt8], value: [UInt8])]
+        do {
+            liveParked = try Self.parkedEntries(in: ViewStorage.parkedTable(name), log: log)
+            rebuildParked = try Self.parkedEntries(in: ViewStorage.rebuildParkedTable(name), log: log)
+        } catch {
+            await storageTrouble("cannot read the parked events: \(error)")
+            return
+        }
+        var parkedWrites = liveParked.map { StateWrite(table: ViewStorage.parkedTable(name), key: $0.key, value: nil) }
+        parkedWrites += rebuildParked.map {
+            StateWrite(table: ViewStorage.rebuildParkedTable(name), key: $0.key, value: nil)
+        }
+        parkedWrites += rebuildParked.map {
+            StateWrite(table: ViewStorage.parkedTable(name), key: $0.key, value: $0.value)
+        }
         let unit = CommitUnit(
-            writes: [
+            writes: parkedWrites + [
                 StateWrite(
                     table: ViewStorage.generationTable, key: ViewStorage.bytes(name),
                     value: ViewStorage.bigEndian(progress.generation)),
-                StateWrite(table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name), value: newCheckpoint.bytes),
+                StateWrite(
+                    table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name), value: newCheckpoint.bytes),
                 StateWrite(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), value: nil),
                 StateWrite(
-                    table: "cleanup", key: ViewStorage.bytes("\(name)/\(oldGeneration)"),
+                    table: ViewStorage.cleanupTable, key: ViewStorage.bytes("\(name)/\(oldGeneration)"),
                     value: ViewStorage.bigEndian(oldGeneration)),
             ],
             conditions: [
-                StateCondition(table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name), expected: checkpointBytes),
+                StateCondition(
+                    table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name), expected: checkpointBytes),
                 StateCondition(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), expected: progress.bytes),
             ])
         guard case .committed = await commit(unit, sources: []) else { return }
         checkpoint = newCheckpoint
         checkpointBytes = newCheckpoint.bytes
+        parkedCount = rebuildParked.count
+        if state == .faulted {
+            // The rebuilt views went past the event the module had stopped before.
+            state = .running
+        }
+        lastError = nil
         rebuild = nil
         cleanups.append(oldGeneration)
         handle.setGeneration(progress.generation)
@@ -499,12 +562,17 @@ actor ModuleRunner {
 
     private func abandonRebuild() async {
         guard let progress = rebuild else { return }
-        let unit = CommitUnit(writes: [
-            StateWrite(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), value: nil),
-            StateWrite(
-                table: "cleanup", key: ViewStorage.bytes("\(name)/\(progress.generation)"),
-                value: ViewStorage.bigEndian(progress.generation)),
-        ])
+        let rebuildParked =
+            (try? Self.parkedEntries(in: ViewStorage.rebuildParkedTable(name), log: log)) ?? []
+        let unit = CommitUnit(
+            writes: rebuildParked.map {
+                StateWrite(table: ViewStorage.rebuildParkedTable(name), key: $0.key, value: nil)
+            } + [
+                StateWrite(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), value: nil),
+                StateWrite(
+                    table: ViewStorage.cleanupTable, key: ViewStorage.bytes("\(name)/\(progress.generation)"),
+                    value: ViewStorage.bigEndian(progress.generation)),
+            ])
         if case .committed = await commit(unit, sources: []) {
             rebuild = nil
             cleanups.append(progress.generation)
@@ -533,7 +601,8 @@ actor ModuleRunner {
                             key: ViewStorage.countKey(definition.name, generation: generation), value: nil))
                 }
                 writes.append(
-                    StateWrite(table: "cleanup", key: ViewStorage.bytes("\(name)/\(generation)"), value: nil))
+                    StateWrite(
+                        table: ViewStorage.cleanupTable, key: ViewStorage.bytes("\(name)/\(generation)"), value: nil))
                 if case .committed = await commit(CommitUnit(writes: writes), sources: []) { cleanups.removeFirst() }
             } else {
                 _ = await commit(CommitUnit(writes: writes), sources: [])
@@ -606,7 +675,9 @@ actor ModuleRunner {
             updated["error"] = .string(error)
             updated["attempts"] = .number(JSONNumber((updated["attempts"]?.int64Value ?? 0) + Int64(policy.attempts)))
             _ = await commit(
-                CommitUnit(writes: [StateWrite(table: table, key: parkedKey, value: JSONValue.object(updated).jsonBytes)]),
+                CommitUnit(writes: [
+                    StateWrite(table: table, key: parkedKey, value: JSONValue.object(updated).jsonBytes)
+                ]),
                 sources: [])
             return .failure(.internal("position \(position) failed again: \(error)"))
         }
@@ -625,7 +696,9 @@ actor ModuleRunner {
         if state == .faulted && position == checkpoint.position + 1 {
             let next = ViewStorage.Checkpoint(position: position, processed: checkpoint.processed)
             let unit = CommitUnit(
-                writes: [StateWrite(table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name), value: next.bytes)],
+                writes: [
+                    StateWrite(table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name), value: next.bytes)
+                ],
                 conditions: [
                     StateCondition(
                         table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name), expected: checkpointBytes)

@@ -1,7 +1,7 @@
+import Logging
 import LoglineCore
 import LoglineLog
 import LoglineModuleAPI
-import Logging
 import ServiceLifecycle
 
 /// Runs registered modules over an ``LoglineLog/EventLog`` and answers queries on their views.
@@ -45,7 +45,7 @@ public final class ProjectionHost: Service, Sendable {
     ///   - configuration: Tuning.
     ///   - logger: Where notable things are logged.
     /// - Throws: ``HostError/badRequest(_:)`` when two modules share a name, a view or a command, or a name is
-    ///   invalid.
+    ///   invalid; ``HostError/internal(_:)`` when a module's stored state cannot be read.
     public init(
         log: any EventLog, modules: [any LoglineModule], configuration: Configuration = Configuration(),
         logger: Logger
@@ -61,13 +61,11 @@ public final class ProjectionHost: Service, Sendable {
         for module in modules {
             guard Name.isValid(module.name) else { throw .badRequest("invalid module name '\(module.name)'") }
             guard names.insert(module.name).inserted else { throw .badRequest("two modules are named \(module.name)") }
-            let runner: ModuleRunner
+            let kind: ModuleRunner.Module
             if let projector = module as? any Projector {
-                runner = ModuleRunner(
-                    module: .projector(projector), log: log, batchSize: configuration.batchSize, logger: logger)
+                kind = .projector(projector)
             } else if let reactor = module as? any Reactor {
-                runner = ModuleRunner(
-                    module: .reactor(reactor), log: log, batchSize: configuration.batchSize, logger: logger)
+                kind = .reactor(reactor)
             } else if let handler = module as? any CommandHandler {
                 guard handlers[handler.commandName] == nil else {
                     throw .badRequest("two command handlers take \(handler.commandName)")
@@ -77,6 +75,12 @@ public final class ProjectionHost: Service, Sendable {
                 continue
             } else {
                 throw .badRequest("\(module.name) is neither a projector, a reactor nor a command handler")
+            }
+            let runner: ModuleRunner
+            do {
+                runner = try ModuleRunner(module: kind, log: log, batchSize: configuration.batchSize, logger: logger)
+            } catch {
+                throw .internal("cannot read the state of \(module.name): \(error)")
             }
             for view in runner.views {
                 guard Name.isValid(view.name), view.name.utf8.count <= 64 else {
@@ -148,7 +152,8 @@ public final class ProjectionHost: Service, Sendable {
         let entry = try self.view(view)
         do {
             return try log.readState(
-                table: ViewStorage.documentTable(view, generation: entry.handle.generation), key: ViewStorage.bytes(key))
+                table: ViewStorage.documentTable(view, generation: entry.handle.generation), key: ViewStorage.bytes(key)
+            )
         } catch {
             throw .internal("read failed: \(error)")
         }
@@ -176,7 +181,8 @@ public final class ProjectionHost: Service, Sendable {
             }
             guard entry.definition.indexes.contains(filter.field) else {
                 throw HostError.badRequest(
-                    "\(view) has no index on \(filter.field); indexes: \(entry.definition.indexes.joined(separator: ", "))")
+                    "\(view) has no index on \(filter.field); indexes: \(entry.definition.indexes.joined(separator: ", "))"
+                )
             }
             let prefix = ViewStorage.indexPrefix(field: filter.field, value: filter.value)
             let entries = try log.scanState(
@@ -350,7 +356,9 @@ struct LogCommandContext: CommandContext {
             })
         do {
             let result = try await log.append(request)
-            return result.events.map { AppendedEventInfo(eventID: $0.eventID, position: $0.position, version: $0.version) }
+            return result.events.map {
+                AppendedEventInfo(eventID: $0.eventID, position: $0.position, version: $0.version)
+            }
         } catch {
             if case .wrongExpectedVersion = error { throw CommandError.conflict(error.description) }
             throw HostError.internal("append failed: \(error)")

@@ -12,11 +12,14 @@ import LoglineModuleAPI
 /// - `x/<view>/<g>`: field, 0, value, 0, document key → empty: the secondary indexes.
 /// - `count`: `<view>/<g>` → the number of documents (8 bytes).
 /// - `parked/<module>`: position (8 bytes) → the parked event's record (JSON).
+/// - `rebuild-parked/<module>`: what a running rebuild parked; it replaces `parked/<module>` at the swap.
+/// - `cleanup`: `<module>/<g>` → a generation whose tables are being deleted.
 enum ViewStorage {
     static let checkpointTable = "checkpoint"
     static let generationTable = "generation"
     static let rebuildTable = "rebuild"
     static let countTable = "count"
+    static let cleanupTable = "cleanup"
     /// The longest indexed value; longer values are not indexed.
     static let maximumIndexedValueBytes = 200
 
@@ -24,6 +27,7 @@ enum ViewStorage {
     static func indexTable(_ view: String, generation: UInt64) -> String { "x/\(view)/\(generation)" }
     static func countKey(_ view: String, generation: UInt64) -> [UInt8] { Array("\(view)/\(generation)".utf8) }
     static func parkedTable(_ module: String) -> String { "parked/\(module)" }
+    static func rebuildParkedTable(_ module: String) -> String { "rebuild-parked/\(module)" }
 
     static func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 

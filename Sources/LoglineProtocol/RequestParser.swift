@@ -71,7 +71,8 @@ public struct RequestParser: Sendable {
             let module = try name(&arguments, field: "module", usage: "\(verb) <module> <position>")
             let position = try number(&arguments, after: "\(verb) <module>")
             try arguments.expectEnd(verb)
-            return verb == "RETRY" ? .retry(module: module, position: position) : .skip(module: module, position: position)
+            return verb == "RETRY"
+                ? .retry(module: module, position: position) : .skip(module: module, position: position)
         case "INFO":
             _ = arguments.rest()  // Redis clients may send `INFO <section>`; Logline has one section.
             return .info

@@ -11,7 +11,8 @@ struct Logline: AsyncParsableCommand {
             Client subcommands print the server's JSON replies; a failure is one line on stderr and exit code 1.
             """,
         subcommands: [
-            Serve.self, Ping.self, Append.self, AppendMany.self, Read.self, ReadAll.self, Info.self, Submit.self, Get.self,
+            Serve.self, Ping.self, Append.self, AppendMany.self, Read.self, ReadAll.self, Info.self, Submit.self,
+            Get.self,
             Query.self, Views.self, Projections.self, Rebuild.self, Parked.self, Retry.self, Skip.self, Load.self,
         ]
     )

@@ -57,7 +57,8 @@ enum ModuleRegistry {
             selected = try names.map { name in
                 guard let group = groups.first(where: { $0.name == name }) else {
                     throw ValidationError(
-                        "unknown module group '\(name)'; known: \(groups.map(\.name).joined(separator: ", ")), all, none")
+                        "unknown module group '\(name)'; known: \(groups.map(\.name).joined(separator: ", ")), all, none"
+                    )
                 }
                 return group
             }

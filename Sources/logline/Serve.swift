@@ -85,7 +85,8 @@ struct Serve: AsyncParsableCommand {
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 // In dependency order: on shutdown the server stops first, then the modules finish their batch.
-                services: [.init(service: projectionHost), .init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint],
+                services: [.init(service: projectionHost), .init(service: server)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         do {
             try await group.run()

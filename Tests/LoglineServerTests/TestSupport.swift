@@ -3,6 +3,8 @@ import Logging
 import LoglineClient
 import LoglineCore
 import LoglineLog
+import LoglineModuleAPI
+import LoglineProjectionHost
 import LoglineServer
 import NIOCore
 import ServiceLifecycle
@@ -43,20 +45,22 @@ final class RunningServer: Sendable {
 
     /// Starts a server; `directory` defaults to a new temporary one.
     static func start(
-        directory: String = TemporaryDirectory().path, configure: (inout LoglineServer.Configuration) -> Void = { _ in }
+        directory: String = TemporaryDirectory().path, modules: [any LoglineModule] = [],
+        configure: (inout LoglineServer.Configuration) -> Void = { _ in }
     ) async throws -> RunningServer {
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         let log = try LMDBEventLog(directory: directory, logger: logger)
+        let host = try ProjectionHost(log: log, modules: modules, logger: logger)
         var configuration = LoglineServer.Configuration()
         configuration.port = 0
         configure(&configuration)
         let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let server = LoglineServer(configuration: configuration, log: log, logger: logger) { address in
+        let server = LoglineServer(configuration: configuration, log: log, host: host, logger: logger) { address in
             continuation.yield(address.port ?? 0)
             continuation.finish()
         }
-        let group = ServiceGroup(services: [server], logger: logger)
+        let group = ServiceGroup(services: [host, server], logger: logger)
         let task = Task { try await group.run() }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next(), port > 0 else {

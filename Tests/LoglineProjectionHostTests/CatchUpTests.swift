@@ -1,0 +1,98 @@
+import LoglineCore
+import LoglineLog
+import LoglineModuleAPI
+import LoglineProjectionHost
+import Testing
+
+@Suite("Catch-up and live processing")
+struct CatchUpTests {
+    @Test("events appended before start are processed in batches, then new appends are followed")
+    func catchUpThenLive() async throws {
+        try await withFreshLog { base, _ in
+            let log = SpyLog(base)
+            // 100 handled events over 30 items (some added several times), with 20 unhandled events between.
+            var requests: [AppendRequest] = []
+            for n in 0..<100 {
+                requests.append(added(key(n % 30), color: n % 2 == 0 ? "red" : "blue", size: n % 5))
+                if n % 5 == 4 { requests.append(unrelated(n)) }
+            }
+            let head = try await log.appendAll(requests)
+            #expect(head == 120)
+
+            let projector = CountingProjector()
+            let host = try ProjectionHost(
+                log: log, modules: [projector], configuration: hostConfiguration(batchSize: 7), logger: testLogger)
+            try await running(host) {
+                try await host.waitForView("items", at: head)
+
+                // Processed in batches of at most 7 events, so at least 15 batches.
+                let reads = log.reads.filter { $0.eventTypes == projector.handledEventTypes }
+                #expect(!reads.isEmpty)
+                #expect(reads.allSatisfy { $0.limit == 7 })
+                #expect(reads.allSatisfy { $0.returned <= 7 })
+                #expect(reads.filter { $0.returned > 0 }.count >= 15)
+                #expect(reads.map(\.returned).reduce(0, +) == 100)
+                // Each batch starts where the one before it stopped.
+                let nonEmpty = reads.filter { $0.scannedThrough > $0.after }
+                for (previous, next) in zip(nonEmpty, nonEmpty.dropFirst()) {
+                    #expect(next.after == previous.scannedThrough)
+                }
+
+                let everything = try log.everything()
+                let expected = try fold(projector, over: everything)
+                #expect(try host.allDocuments("items") == inKeyOrder(expected["items"]))
+                #expect(try host.json(view: "totals", key: "all") == ["events": 100])
+                #expect(host.documentCount("items") == 30)
+                // Item 0 was added at n = 0, 30, 60, 90.
+                #expect(try host.json(view: "items", key: key(0))?["adds"] == 4)
+
+                var status = try #require(await host.status("counter"))
+                #expect(status.kind == .projector)
+                #expect(status.state == .running)
+                #expect(status.checkpoint == head)
+                #expect(status.lag == 0)
+                #expect(status.eventsProcessed == 100)
+                #expect(status.parkedCount == 0)
+                #expect(status.lastError == nil)
+                #expect(status.rebuildPosition == nil)
+
+                // Live: each new append is followed.
+                for n in 0..<5 {
+                    let position = try await log.appendEach([added("live-\(n)", color: "green", size: n)])[0]
+                    try await host.waitForView("items", at: position)
+                    #expect(try host.json(view: "items", key: "live-\(n)")?["color"] == "green")
+                }
+                // An unhandled event is stepped over: the checkpoint still reaches it.
+                let noise = try await log.appendEach([unrelated(1000)])[0]
+                try await host.waitForView("items", at: noise)
+
+                status = try #require(await host.status("counter"))
+                #expect(status.checkpoint == log.headPosition)
+                #expect(status.checkpoint == noise)
+                #expect(status.lag == 0)
+                #expect(status.eventsProcessed == 105)
+                #expect(try host.json(view: "totals", key: "all") == ["events": 105])
+                #expect(host.documentCount("items") == 35)
+            }
+            let stopped = try #require(await host.status("counter"))
+            #expect(stopped.state == .stopped)
+        }
+    }
+
+    @Test("on an empty log a host is idle at checkpoint 0 with lag 0")
+    func idleOnEmptyAndBehind() async throws {
+        try await withFreshLog { log, _ in
+            let host = try ProjectionHost(
+                log: log, modules: [CountingProjector()], configuration: hostConfiguration(), logger: testLogger)
+            try await running(host) {
+                try await host.waitForView("items", at: 0)
+                let status = try #require(await host.status("counter"))
+                #expect(status.checkpoint == 0)
+                #expect(status.lag == 0)
+                #expect(status.eventsProcessed == 0)
+                #expect(try host.allDocuments("items").isEmpty)
+                #expect(host.documentCount("items") == 0)
+            }
+        }
+    }
+}
