@@ -5,6 +5,7 @@ import PackageDescription
 ///
 /// Dependencies run one way only:
 ///   logline (CLI, composition root) → LoglineServer → LoglineProjectionHost → LoglineLog → LoglineLMDB → CLMDB
+///   (LoglineServer also → LoglineConsumerGroups → LoglineLog)
 /// LoglineProtocol, LoglineClient, LoglineModuleAPI and the modules under projections/ depend on nothing of
 /// ours except LoglineCore (modules also on LoglineModuleAPI), which depends on nothing at all.
 let package = Package(
@@ -64,6 +65,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Durable consumer groups for services outside the server: deliveries, acks, redelivery, dead letters.
+        .target(
+            name: "LoglineConsumerGroups",
+            dependencies: [
+                "LoglineCore", "LoglineLog",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The order domain of the article, as modules (each depends on the module API and core types only).
         .target(name: "OrdersModule", dependencies: ["LoglineCore", "LoglineModuleAPI"], path: "projections/Orders"),
         .target(name: "PaymentModule", dependencies: ["LoglineCore", "LoglineModuleAPI"], path: "projections/Payment"),
@@ -73,7 +82,7 @@ let package = Package(
         .target(
             name: "LoglineServer",
             dependencies: [
-                "LoglineCore", "LoglineLog", "LoglineProtocol", "LoglineProjectionHost",
+                "LoglineCore", "LoglineLog", "LoglineProtocol", "LoglineProjectionHost", "LoglineConsumerGroups",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -94,7 +103,7 @@ let package = Package(
             name: "logline",
             dependencies: [
                 "LoglineCore", "LoglineLog", "LoglineServer", "LoglineClient", "LoglineModuleAPI",
-                "LoglineProjectionHost", "OrdersModule", "PaymentModule", "RestaurantModule",
+                "LoglineProjectionHost", "LoglineConsumerGroups", "OrdersModule", "PaymentModule", "RestaurantModule",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -133,7 +142,7 @@ let package = Package(
             name: "LoglineServerTests",
             dependencies: [
                 "LoglineCore", "LoglineLog", "LoglineServer", "LoglineClient", "LoglineProjectionHost",
-                "LoglineModuleAPI", "OrdersModule", "PaymentModule", "RestaurantModule",
+                "LoglineConsumerGroups", "LoglineModuleAPI", "OrdersModule", "PaymentModule", "RestaurantModule",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

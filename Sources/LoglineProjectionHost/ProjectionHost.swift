@@ -100,6 +100,9 @@ public final class ProjectionHost: Service, Sendable {
         log.onCommit { _ in for signal in signals { signal.notify() } }
     }
 
+    /// The names of every module: projectors, reactors and command handlers.
+    public var moduleNames: Set<String> { Set(runnersByName.keys).union(commandHandlerNames) }
+
     /// Runs the modules until graceful shutdown or cancellation.
     public func run() async throws {
         logger.info(

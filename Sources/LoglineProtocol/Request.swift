@@ -34,9 +34,73 @@ public enum Request: Hashable, Sendable {
     case retry(module: String, position: LogPosition)
     /// `SKIP <module> <position>`: drops a parked event.
     case skip(module: String, position: LogPosition)
+    /// `SUBSCRIBE [FROM <position>|NOW] [TYPE <event_type>]...`: a live tail of the log.
+    case subscribe(SubscribeCommand)
+    /// `UNSUBSCRIBE`: ends the live tail.
+    case unsubscribe
+    /// `GROUP CREATE <group> [FROM <position>|NOW] [TYPE <t>]... [ACKWAIT <ms>] [MAXINFLIGHT <n>] [MAXDELIVER <n>]`.
+    case groupCreate(GroupCreateCommand)
+    /// `GROUP DELETE <group>`.
+    case groupDelete(group: String)
+    /// `GROUPS`: every consumer group.
+    case groups
+    /// `FETCH <group> <consumer> [COUNT <n>] [BLOCK <ms>]`.
+    case fetch(FetchCommand)
+    /// `ACK <group> <position>...`.
+    case ack(group: String, positions: [LogPosition])
+    /// `NACK <group> <position>...`.
+    case nack(group: String, positions: [LogPosition])
+    /// `PENDING <group>`.
+    case pending(group: String)
+    /// `DEAD <group>`.
+    case dead(group: String)
     /// Verbs that Redis tools send on their own (`COMMAND`, `CONFIG GET`, `CLIENT`, `SELECT`, `ECHO`), answered
     /// harmlessly so that redis-cli, redis-benchmark and client libraries work.
     case redisCompatibility(RedisCompatibilityCommand)
+}
+
+/// Where a subscription or a consumer group starts.
+public enum StartPosition: Hashable, Sendable {
+    /// At this position: events at or after it.
+    case position(LogPosition)
+    /// After the current head: only new events.
+    case now
+}
+
+/// `SUBSCRIBE [FROM <position>|NOW] [TYPE <event_type>]...`.
+public struct SubscribeCommand: Hashable, Sendable {
+    /// Where to start (``StartPosition/now`` by default).
+    public var start: StartPosition
+    /// Only these event types; all when empty.
+    public var eventTypes: [String]
+}
+
+/// `GROUP CREATE <group> [FROM <position>|NOW] [TYPE <t>]... [ACKWAIT <ms>] [MAXINFLIGHT <n>] [MAXDELIVER <n>]`.
+public struct GroupCreateCommand: Hashable, Sendable {
+    /// The group's name.
+    public var group: String
+    /// Where it starts (`nil`: the server's default, the whole log).
+    public var start: StartPosition?
+    /// Only these event types; all when empty.
+    public var eventTypes: [String]
+    /// `ACKWAIT` in milliseconds.
+    public var ackWaitMilliseconds: UInt64?
+    /// `MAXINFLIGHT`.
+    public var maxInFlight: UInt64?
+    /// `MAXDELIVER`.
+    public var maxDeliver: UInt64?
+}
+
+/// `FETCH <group> <consumer> [COUNT <n>] [BLOCK <ms>]`.
+public struct FetchCommand: Hashable, Sendable {
+    /// The group.
+    public var group: String
+    /// The consumer.
+    public var consumer: String
+    /// The most deliveries (10 by default).
+    public var count: Int
+    /// How long to wait for something to deliver, in milliseconds (0: without limit); `nil`: do not wait.
+    public var blockMilliseconds: UInt64?
 }
 
 /// `GET <view> <key> [AT <position>]`.

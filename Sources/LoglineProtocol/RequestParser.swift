@@ -73,6 +73,67 @@ public struct RequestParser: Sendable {
             try arguments.expectEnd(verb)
             return verb == "RETRY"
                 ? .retry(module: module, position: position) : .skip(module: module, position: position)
+        case "SUBSCRIBE":
+            var command = SubscribeCommand(start: .now, eventTypes: [])
+            while let optionBytes = arguments.nextWord() {
+                let option = String(decoding: optionBytes, as: UTF8.self).uppercased()
+                switch option {
+                case "FROM": command.start = try start(&arguments)
+                case "TYPE":
+                    command.eventTypes.append(
+                        try name(
+                            &arguments, field: "event_type", usage: "SUBSCRIBE [FROM <position>|NOW] [TYPE <t>]..."))
+                default:
+                    throw RequestError(
+                        .badRequest,
+                        "unexpected '\(option.prefix(32))'; usage: SUBSCRIBE [FROM <position>|NOW] [TYPE <t>]...")
+                }
+            }
+            return .subscribe(command)
+        case "UNSUBSCRIBE":
+            _ = arguments.rest()
+            return .unsubscribe
+        case "GROUP":
+            return try parseGroup(&arguments)
+        case "GROUPS":
+            try arguments.expectEnd(verb)
+            return .groups
+        case "FETCH":
+            let usage = "FETCH <group> <consumer> [COUNT <n>] [BLOCK <ms>]"
+            let group = try name(&arguments, field: "group", usage: usage)
+            let consumer = try name(&arguments, field: "consumer", usage: usage)
+            var command = FetchCommand(group: group, consumer: consumer, count: 10, blockMilliseconds: nil)
+            while let optionBytes = arguments.nextWord() {
+                let option = String(decoding: optionBytes, as: UTF8.self).uppercased()
+                switch option {
+                case "COUNT":
+                    let count = try number(&arguments, after: "COUNT")
+                    guard count >= 1, count <= 1000 else { throw RequestError(.badRequest, "COUNT must be 1 to 1000") }
+                    command.count = Int(count)
+                case "BLOCK":
+                    let block = try number(&arguments, after: "BLOCK")
+                    guard block <= 86_400_000 else { throw RequestError(.badRequest, "BLOCK is at most 86400000 ms") }
+                    command.blockMilliseconds = block
+                default: throw RequestError(.badRequest, "unexpected '\(option.prefix(32))'; usage: \(usage)")
+                }
+            }
+            return .fetch(command)
+        case "ACK", "NACK":
+            let usage = "\(verb) <group> <position>..."
+            let group = try name(&arguments, field: "group", usage: usage)
+            var positions: [LogPosition] = []
+            while let bytes = arguments.nextWord() {
+                guard let position = Self.parseUnsigned(bytes) else {
+                    throw RequestError(.badRequest, "positions are whole numbers; usage: \(usage)")
+                }
+                positions.append(position)
+            }
+            guard !positions.isEmpty else { throw RequestError(.badRequest, "missing positions; usage: \(usage)") }
+            return verb == "ACK" ? .ack(group: group, positions: positions) : .nack(group: group, positions: positions)
+        case "PENDING", "DEAD":
+            let group = try name(&arguments, field: "group", usage: "\(verb) <group>")
+            try arguments.expectEnd(verb)
+            return verb == "PENDING" ? .pending(group: group) : .dead(group: group)
         case "INFO":
             _ = arguments.rest()  // Redis clients may send `INFO <section>`; Logline has one section.
             return .info
@@ -264,6 +325,55 @@ public struct RequestParser: Sendable {
             }
         }
         return command
+    }
+
+    private func parseGroup(_ arguments: inout ArgumentReader) throws(RequestError) -> Request {
+        let usage =
+            "GROUP CREATE <group> [FROM <position>|NOW] [TYPE <t>]... [ACKWAIT <ms>] [MAXINFLIGHT <n>] [MAXDELIVER <n>]"
+            + " | GROUP DELETE <group>"
+        guard let subcommand = arguments.nextWord().map({ String(decoding: $0, as: UTF8.self).uppercased() }) else {
+            throw RequestError(.badRequest, "usage: \(usage)")
+        }
+        let group = try name(&arguments, field: "group", usage: usage)
+        switch subcommand {
+        case "DELETE":
+            try arguments.expectEnd("GROUP DELETE")
+            return .groupDelete(group: group)
+        case "CREATE":
+            var command = GroupCreateCommand(
+                group: group, start: nil, eventTypes: [], ackWaitMilliseconds: nil, maxInFlight: nil, maxDeliver: nil)
+            while let optionBytes = arguments.nextWord() {
+                let option = String(decoding: optionBytes, as: UTF8.self).uppercased()
+                switch option {
+                case "FROM": command.start = try start(&arguments)
+                case "TYPE": command.eventTypes.append(try name(&arguments, field: "event_type", usage: usage))
+                case "ACKWAIT": command.ackWaitMilliseconds = try positive(&arguments, after: "ACKWAIT")
+                case "MAXINFLIGHT": command.maxInFlight = try positive(&arguments, after: "MAXINFLIGHT")
+                case "MAXDELIVER": command.maxDeliver = try positive(&arguments, after: "MAXDELIVER")
+                default: throw RequestError(.badRequest, "unexpected '\(option.prefix(32))'; usage: \(usage)")
+                }
+            }
+            return .groupCreate(command)
+        default:
+            throw RequestError(.badRequest, "unknown GROUP subcommand '\(subcommand.prefix(32))'; usage: \(usage)")
+        }
+    }
+
+    private func start(_ arguments: inout ArgumentReader) throws(RequestError) -> StartPosition {
+        guard let bytes = arguments.nextWord() else { throw RequestError(.badRequest, "FROM needs a position or NOW") }
+        if String(decoding: bytes, as: UTF8.self).uppercased() == "NOW" { return .now }
+        guard let position = Self.parseUnsigned(bytes) else {
+            throw RequestError(.badRequest, "FROM needs a position or NOW")
+        }
+        return .position(position)
+    }
+
+    private func positive(_ arguments: inout ArgumentReader, after option: String) throws(RequestError) -> UInt64 {
+        let value = try number(&arguments, after: option)
+        guard value >= 1, value <= 1_000_000_000 else {
+            throw RequestError(.badRequest, "\(option) must be 1 to 1000000000")
+        }
+        return value
     }
 
     // MARK: - Arguments

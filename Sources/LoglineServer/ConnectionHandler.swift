@@ -1,4 +1,5 @@
 import LoglineCore
+import LoglineLog
 import LoglineProtocol
 import NIOCore
 
@@ -18,6 +19,20 @@ final class ConnectionHandler: ChannelInboundHandler {
     private let executor: RequestExecutor
     private let parser: RequestParser
     private let maximumPipelinedRequests: Int
+    private let hub: SubscriptionHub
+    private let maximumSubscriberLag: UInt64
+
+    /// A live tail in progress: the connection is in subscribed mode.
+    private struct Subscription {
+        /// The last position sent (or skipped by the filter).
+        var position: LogPosition
+        let eventTypes: Set<String>
+        let channel: String
+        let listener: UInt64
+    }
+
+    private var subscription: Subscription?
+    private let trigger = PumpTrigger()
     private var pending = CircularBuffer<ByteBuffer?>(initialCapacity: 16)
     private var firstPendingSlot = 0
     private var nextSlot = 0
@@ -33,10 +48,15 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var insideReadLoop = false
     private var context: ChannelHandlerContext?
 
-    init(executor: RequestExecutor, parser: RequestParser, maximumPipelinedRequests: Int) {
+    init(
+        executor: RequestExecutor, parser: RequestParser, maximumPipelinedRequests: Int, hub: SubscriptionHub,
+        maximumSubscriberLag: UInt64
+    ) {
         self.executor = executor
         self.parser = parser
         self.maximumPipelinedRequests = maximumPipelinedRequests
+        self.hub = hub
+        self.maximumSubscriberLag = maximumSubscriberLag
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -44,6 +64,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        if let subscription { hub.unregister(subscription.listener) }
+        subscription = nil
         self.context = nil
     }
 
@@ -78,6 +100,10 @@ final class ConnectionHandler: ChannelInboundHandler {
                 return
             }
             if case .quit = request { closeAfterSlot = slot }
+            if subscription != nil {
+                fill(slot, with: subscribedModeReply(request))
+                return
+            }
             if waiting.isEmpty && mayStart(request) {
                 run(request, in: slot)
             } else {
@@ -95,6 +121,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         updateReading()
+        if subscription != nil { pump() }
         context.fireChannelWritabilityChanged()
     }
 
@@ -125,6 +152,10 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// Runs a request now: a read at once, an append through the group commit, a module request as a task.
     private func run(_ request: Request, in slot: Int) {
         guard let context else { return }
+        if case .subscribe(let command) = request {
+            startSubscription(command, in: slot)
+            return
+        }
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         let isAppend = request.isAppend
@@ -154,6 +185,122 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
     }
 
+    // MARK: - Live tail
+
+    private func startSubscription(_ command: SubscribeCommand, in slot: Int) {
+        guard let context else { return }
+        let start: LogPosition
+        switch command.start {
+        case .now: start = hub.log.headPosition
+        case .position(let position): start = position > 0 ? position - 1 : 0
+        }
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        let trigger = self.trigger
+        let listener = hub.register {
+            guard trigger.claim() else { return }
+            eventLoop.execute { loopBound.value.pump() }
+        }
+        let channel = command.eventTypes.isEmpty ? "*" : command.eventTypes.joined(separator: ",")
+        subscription = Subscription(
+            position: start, eventTypes: Set(command.eventTypes), channel: channel, listener: listener)
+        var reply = context.channel.allocator.buffer(capacity: 64)
+        ReplyWriter.arrayHeader(3, into: &reply)
+        ReplyWriter.bulk(Array("subscribe".utf8), into: &reply)
+        ReplyWriter.bulk(Array(channel.utf8), into: &reply)
+        ReplyWriter.integer(1, into: &reply)
+        fill(slot, with: reply)
+        pump()
+    }
+
+    /// The reply to a request that arrives while subscribed: only UNSUBSCRIBE, PING and QUIT are allowed.
+    private func subscribedModeReply(_ request: Request) -> ByteBuffer {
+        var reply = ByteBufferAllocator().buffer(capacity: 64)
+        switch request {
+        case .unsubscribe:
+            let channel = subscription?.channel ?? "*"
+            if let subscription { hub.unregister(subscription.listener) }
+            subscription = nil
+            ReplyWriter.arrayHeader(3, into: &reply)
+            ReplyWriter.bulk(Array("unsubscribe".utf8), into: &reply)
+            ReplyWriter.bulk(Array(channel.utf8), into: &reply)
+            ReplyWriter.integer(0, into: &reply)
+        case .ping:
+            ReplyWriter.arrayHeader(2, into: &reply)
+            ReplyWriter.bulk(Array("pong".utf8), into: &reply)
+            ReplyWriter.bulk([], into: &reply)
+        case .quit:
+            ReplyWriter.simpleString("OK", into: &reply)
+        default:
+            ReplyWriter.error(.badRequest, "only UNSUBSCRIBE, PING and QUIT are allowed while subscribed", into: &reply)
+        }
+        return reply
+    }
+
+    /// Sends the events after the subscription's position while the client takes them, in position order.
+    ///
+    /// One cursor serves both the catch-up and the live tail, so there is no switch-over to race: new commits
+    /// only wake the pump. A client that does not read is not sent more; past the lag limit it is dropped.
+    private func pump() {
+        trigger.release()
+        guard var current = subscription, let context, pending.isEmpty else { return }
+        var rounds = 0
+        while context.channel.isWritable && rounds < 8 {
+            let batch: EventBatch
+            do {
+                batch = try hub.log.readBatch(after: current.position, limit: 256, eventTypes: current.eventTypes)
+            } catch {
+                var reply = context.channel.allocator.buffer(capacity: 64)
+                ReplyWriter.error(.internal, "read failed: \(error)", into: &reply)
+                endSubscription(closingWith: reply)
+                return
+            }
+            guard batch.scannedThrough > current.position else { break }
+            var buffer = context.channel.allocator.buffer(capacity: batch.events.count * 400)
+            var json: [UInt8] = []
+            for event in batch.events {
+                json.removeAll(keepingCapacity: true)
+                event.appendJSON(to: &json)
+                ReplyWriter.arrayHeader(3, into: &buffer)
+                ReplyWriter.bulk(Array("message".utf8), into: &buffer)
+                ReplyWriter.bulk(Array(event.eventType.utf8), into: &buffer)
+                ReplyWriter.bulk(json, into: &buffer)
+            }
+            if buffer.readableBytes > 0 { context.write(wrapOutboundOut(buffer), promise: nil) }
+            current.position = batch.scannedThrough
+            rounds += 1
+        }
+        subscription = current
+        context.flush()
+        if rounds == 8 && context.channel.isWritable {
+            // More may be waiting: go on after other connections have had their turn.
+            if trigger.claim() {
+                let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                context.eventLoop.execute { loopBound.value.pump() }
+            }
+        } else if !context.channel.isWritable {
+            let head = hub.log.headPosition
+            let lag = head > current.position ? head - current.position : 0
+            if lag > maximumSubscriberLag {
+                var reply = context.channel.allocator.buffer(capacity: 128)
+                ReplyWriter.error(
+                    ErrorCode(rawValue: "LAGGING"),
+                    "subscriber is \(lag) events behind (limit \(maximumSubscriberLag)); resume with SUBSCRIBE FROM "
+                        + "\(current.position + 1)", into: &reply)
+                endSubscription(closingWith: reply)
+            }
+        }
+    }
+
+    private func endSubscription(closingWith reply: ByteBuffer) {
+        guard let context else { return }
+        if let subscription { hub.unregister(subscription.listener) }
+        subscription = nil
+        closeAfterSlot = nextSlot
+        let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in boundContext.value.close(promise: nil) }
+    }
+
     /// Puts a reply in its slot and writes every reply that is now ready, in order.
     private func fill(_ slot: Int, with reply: ByteBuffer) {
         guard let context, slot >= firstPendingSlot, slot - firstPendingSlot < pending.count else { return }
@@ -175,6 +322,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             context.write(wrapOutboundOut(ready), promise: nil)
         }
         if wrote && !insideReadLoop { context.flush() }
+        if subscription != nil && pending.isEmpty { pump() }
         updateReading()
     }
 

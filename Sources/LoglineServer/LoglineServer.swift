@@ -1,4 +1,5 @@
 import Logging
+import LoglineConsumerGroups
 import LoglineCore
 import LoglineLog
 import LoglineProjectionHost
@@ -24,6 +25,8 @@ public final class LoglineServer: Service, Sendable {
         public var maximumRequestBytes: Int = 1 << 20
         /// The most requests of one connection in flight before the server stops reading from it.
         public var maximumPipelinedRequests: Int = 1024
+        /// How many events a live subscriber that does not read may fall behind before it is dropped.
+        public var maximumSubscriberLag: UInt64 = 100_000
 
         /// The defaults: 127.0.0.1:7480, 1 MiB requests.
         public init() {}
@@ -31,6 +34,7 @@ public final class LoglineServer: Service, Sendable {
 
     private let configuration: Configuration
     private let executor: RequestExecutor
+    private let hub: SubscriptionHub
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     private let onServerRunning: @Sendable (SocketAddress) async -> Void
@@ -41,16 +45,18 @@ public final class LoglineServer: Service, Sendable {
     ///   - configuration: Address and limits.
     ///   - log: The event log it serves.
     ///   - host: The projection host whose views and commands it serves, if any.
+    ///   - groups: The consumer groups it serves, if any.
     ///   - eventLoopGroup: The NIO threads (the shared singleton by default).
     ///   - logger: Where notable things are logged.
     ///   - onServerRunning: Called with the bound address once the server listens.
     public init(
-        configuration: Configuration, log: any EventLog, host: ProjectionHost? = nil,
+        configuration: Configuration, log: any EventLog, host: ProjectionHost? = nil, groups: ConsumerGroups? = nil,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
         onServerRunning: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
     ) {
         self.configuration = configuration
-        self.executor = RequestExecutor(log: log, host: host, logger: logger)
+        self.executor = RequestExecutor(log: log, host: host, groups: groups, logger: logger)
+        self.hub = SubscriptionHub(log: log)
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.onServerRunning = onServerRunning
@@ -62,6 +68,8 @@ public final class LoglineServer: Service, Sendable {
         let decoder = RequestFrameDecoder(maximumRequestBytes: configuration.maximumRequestBytes)
         let parser = RequestParser(maximumDataBytes: configuration.maximumRequestBytes)
         let executor = self.executor
+        let hub = self.hub
+        let maximumLag = configuration.maximumSubscriberLag
         let maximumPipelined = configuration.maximumPipelinedRequests
         let serverChannel = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
@@ -76,7 +84,8 @@ public final class LoglineServer: Service, Sendable {
                         ByteToMessageHandler(RequestDecoderHandler(decoder: decoder)))
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionHandler(
-                            executor: executor, parser: parser, maximumPipelinedRequests: maximumPipelined))
+                            executor: executor, parser: parser, maximumPipelinedRequests: maximumPipelined, hub: hub,
+                            maximumSubscriberLag: maximumLag))
                 }
             }
             .bind(host: configuration.host, port: configuration.port)

@@ -1,4 +1,5 @@
 import Logging
+import LoglineConsumerGroups
 import LoglineCore
 import LoglineLog
 import LoglineProjectionHost
@@ -13,6 +14,7 @@ import Synchronization
 final class RequestExecutor: Sendable {
     private let log: any EventLog
     private let host: ProjectionHost?
+    private let groups: ConsumerGroups?
     private let logger: Logger
     private let allocator = ByteBufferAllocator()
     private let startedAt = ContinuousClock.now
@@ -21,9 +23,10 @@ final class RequestExecutor: Sendable {
     /// The server's version, reported by `INFO`.
     static let version = "0.1.0"
 
-    init(log: any EventLog, host: ProjectionHost?, logger: Logger) {
+    init(log: any EventLog, host: ProjectionHost?, groups: ConsumerGroups?, logger: Logger) {
         self.log = log
         self.host = host
+        self.groups = groups
         self.logger = logger
     }
 
@@ -74,7 +77,38 @@ final class RequestExecutor: Sendable {
             }
         case .info:
             return infoReply()
-        case .submit, .get, .query, .views, .projections, .rebuild, .parked, .retry, .skip:
+        case .groupCreate, .groupDelete, .groups, .fetch, .ack, .nack, .pending, .dead:
+            guard let groups else { return errorReply(.notFound, "this server has no consumer groups") }
+            runTask(completion) { () async throws(GroupError) in
+                try await self.groupReply(request, groups: groups)
+            }
+            return nil
+        case .retry(let name, let position):
+            // RETRY names a consumer group when one has that name, else a module.
+            runTask(completion) { () async throws(HostError) in
+                if let groups = self.groups, await groups.exists(name) {
+                    do {
+                        try await groups.retry(group: name, position: position)
+                    } catch let error as GroupError {
+                        return self.errorReply(error.code, error.description)
+                    } catch {
+                        return self.errorReply(.internal, "\(error)")
+                    }
+                    return self.simpleReply("OK")
+                }
+                guard let host = self.host else { return self.errorReply(.notFound, "no module or group '\(name)'") }
+                return self.simpleReply(try await host.retry(module: name, position: position))
+            }
+            return nil
+        case .subscribe, .unsubscribe:
+            // The connection handler runs live tails; UNSUBSCRIBE outside one is answered as Redis does.
+            var buffer = allocator.buffer(capacity: 32)
+            ReplyWriter.arrayHeader(3, into: &buffer)
+            ReplyWriter.bulk(Array("unsubscribe".utf8), into: &buffer)
+            ReplyWriter.null(into: &buffer)
+            ReplyWriter.integer(0, into: &buffer)
+            return buffer
+        case .submit, .get, .query, .views, .projections, .rebuild, .parked, .skip:
             guard let host else { return errorReply(.notFound, "this server runs no modules") }
             return executeModuleRequest(request, host: host, completion: completion)
         case .redisCompatibility(let command):
@@ -96,6 +130,73 @@ final class RequestExecutor: Sendable {
             }
             return buffer
         }
+    }
+
+    /// Runs `body` as a task and passes its reply, or its error's, to `completion`.
+    private func runTask<E: Error & CustomStringConvertible>(
+        _ completion: @escaping @Sendable (ByteBuffer) -> Void,
+        _ body: @escaping @Sendable () async throws(E) -> ByteBuffer
+    ) {
+        Task {
+            let reply: ByteBuffer
+            do {
+                reply = try await body()
+            } catch let error as HostError {
+                reply = errorReply(error.code, error.description)
+            } catch let error as GroupError {
+                reply = errorReply(error.code, error.description)
+            } catch {
+                reply = errorReply(.internal, "\(error)")
+            }
+            completion(reply)
+        }
+    }
+
+    private func groupReply(_ request: Request, groups: ConsumerGroups) async throws(GroupError) -> ByteBuffer {
+        switch request {
+        case .groupCreate(let command):
+            if let host, host.moduleNames.contains(command.group) {
+                throw .badRequest("\(command.group) is the name of a module; RETRY would be ambiguous")
+            }
+            var settings = GroupSettings()
+            switch command.start {
+            case .none: break
+            case .now?: settings.start = .now
+            case .position(let position)?: settings.start = .position(position)
+            }
+            settings.eventTypes = command.eventTypes
+            if let ackWait = command.ackWaitMilliseconds { settings.ackWaitMilliseconds = Int64(ackWait) }
+            if let maxInFlight = command.maxInFlight { settings.maxInFlight = Int(maxInFlight) }
+            if let maxDeliver = command.maxDeliver { settings.maxDeliver = Int(maxDeliver) }
+            try await groups.create(command.group, settings: settings)
+            return simpleReply("OK")
+        case .groupDelete(let group):
+            try await groups.delete(group)
+            return simpleReply("OK")
+        case .groups:
+            return documentsReply(await groups.describeAll().map(\.jsonBytes))
+        case .fetch(let command):
+            let deliveries = try await groups.fetch(
+                group: command.group, consumer: command.consumer, count: command.count,
+                block: command.blockMilliseconds.map { .milliseconds($0) })
+            return documentsReply(deliveries.map(\.json))
+        case .ack(let group, let positions):
+            return integerReply(try await groups.ack(group: group, positions: positions))
+        case .nack(let group, let positions):
+            return integerReply(try await groups.nack(group: group, positions: positions))
+        case .pending(let group):
+            return documentsReply(try await groups.pending(group: group).map(\.jsonBytes))
+        case .dead(let group):
+            return documentsReply(try await groups.dead(group: group).map(\.jsonBytes))
+        default:
+            return errorReply(.internal, "not a group request")
+        }
+    }
+
+    private func integerReply(_ value: Int) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: 16)
+        ReplyWriter.integer(Int64(value), into: &buffer)
+        return buffer
     }
 
     /// Requests for the projection host. Reads without `AT` answer at once; the rest run as tasks.
@@ -142,8 +243,6 @@ final class RequestExecutor: Sendable {
             return documentsReply(await host.moduleStatuses().map(\.json.jsonBytes))
         case .rebuild(let module):
             return simpleReply(try await host.rebuild(module: module))
-        case .retry(let module, let position):
-            return simpleReply(try await host.retry(module: module, position: position))
         case .skip(let module, let position):
             return simpleReply(try await host.skip(module: module, position: position))
         default:

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import LoglineConsumerGroups
 import LoglineLog
 import LoglineModuleAPI
 import LoglineProjectionHost
@@ -36,6 +37,10 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .long, help: "The credit each customer starts with (payment module).")
     var initialCredit: String = "1000.00"
+
+    @Option(
+        name: .long, help: "How many events a live subscriber that does not read may fall behind before it is dropped.")
+    var maxSubscriberLag: UInt64 = 100_000
 
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
@@ -74,9 +79,19 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardError.write(Data("logline: error: \(error)\n".utf8))
             throw ExitCode(1)
         }
+        let groups: ConsumerGroups
+        do {
+            groups = try ConsumerGroups(log: log, logger: logger)
+        } catch {
+            FileHandle.standardError.write(Data("logline: error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        configuration.maximumSubscriberLag = maxSubscriberLag
         let directory = log.directory
         let host = self.host
-        let server = LoglineServer(configuration: configuration, log: log, host: projectionHost, logger: logger) {
+        let server = LoglineServer(
+            configuration: configuration, log: log, host: projectionHost, groups: groups, logger: logger
+        ) {
             address in
             let text =
                 "logline: listening on \(address.ipAddress ?? host):\(address.port ?? port), data in \(directory)\n"

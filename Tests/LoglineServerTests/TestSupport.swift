@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import LoglineClient
+import LoglineConsumerGroups
 import LoglineCore
 import LoglineLog
 import LoglineModuleAPI
@@ -56,7 +57,10 @@ final class RunningServer: Sendable {
         configuration.port = 0
         configure(&configuration)
         let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let server = LoglineServer(configuration: configuration, log: log, host: host, logger: logger) { address in
+        let groups = try ConsumerGroups(log: log, logger: logger)
+        let server = LoglineServer(
+            configuration: configuration, log: log, host: host, groups: groups, logger: logger
+        ) { address in
             continuation.yield(address.port ?? 0)
             continuation.finish()
         }
