@@ -109,6 +109,9 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .executableTarget(
+            name: "NotificationService", dependencies: ["LoglineClient", "LoglineCore"],
+            path: "examples/NotificationService"),
 
         .testTarget(name: "LoglineCoreTests", dependencies: ["LoglineCore"]),
         .testTarget(

@@ -111,6 +111,37 @@ struct JSONFields {
     func unsigned(_ key: String) -> UInt64? {
         members[key].flatMap { UInt64(String(decoding: $0, as: UTF8.self)) }
     }
+
+    /// A non-negative integer that fits in `Int`.
+    func int(_ key: String) -> Int? {
+        unsigned(key).flatMap { Int(exactly: $0) }
+    }
+
+    /// The elements of an array, as raw JSON bytes each.
+    func elements(_ key: String) -> [[UInt8]]? {
+        guard let value = members[key],
+            let ranges = value.withUnsafeBufferPointer({ JSONSlicer.arrayElements($0) })
+        else { return nil }
+        return ranges.map { Array(value[$0]) }
+    }
+
+    /// An array of strings.
+    func strings(_ key: String) -> [String]? {
+        guard let elements = elements(key) else { return nil }
+        var result: [String] = []
+        for element in elements {
+            guard let text = element.withUnsafeBufferPointer({ JSONSlicer.decodeString($0) }) else { return nil }
+            result.append(text)
+        }
+        return result
+    }
+
+    /// A time: an RFC 3339 string or milliseconds since the epoch; `nil` when missing, `null` or unreadable.
+    func timestamp(_ key: String) -> Timestamp? {
+        if let text = string(key) { return Timestamp(rfc3339: text) }
+        return members[key].flatMap { Int64(String(decoding: $0, as: UTF8.self)) }
+            .map { Timestamp(millisecondsSinceEpoch: $0) }
+    }
 }
 
 extension RecordedEvent {
@@ -118,7 +149,11 @@ extension RecordedEvent {
     /// - Parameter envelopeJSON: The envelope's JSON bytes.
     /// - Throws: ``LoglineClientError/unexpectedReply(_:)`` when a field is missing or malformed.
     public init(envelopeJSON: [UInt8]) throws(LoglineClientError) {
-        let fields = try JSONFields(bytes: envelopeJSON)
+        try self.init(fields: try JSONFields(bytes: envelopeJSON), envelopeJSON: envelopeJSON)
+    }
+
+    /// Reads an envelope from the members of its JSON object; members it does not know are ignored.
+    init(fields: JSONFields, envelopeJSON: [UInt8]) throws(LoglineClientError) {
         guard let id = fields.string("event_id").flatMap(EventID.init), let type = fields.string("event_type"),
             let aggregateType = fields.string("aggregate_type"), let aggregateID = fields.string("aggregate_id"),
             let version = fields.unsigned("version"), let position = fields.unsigned("position"),

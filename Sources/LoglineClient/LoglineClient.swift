@@ -16,10 +16,22 @@ import NIOPosix
 /// try await client.close()
 /// ```
 public final class LoglineClient: Sendable {
-    private let channel: any Channel
+    /// The server's address, as given to ``connect(host:port:eventLoopGroup:)``.
+    ///
+    /// Subscriptions and consumers open connections of their own to the same address.
+    public let host: String
+    /// The server's port, as given to ``connect(host:port:eventLoopGroup:)``.
+    public let port: Int
+    /// The NIO threads this client's connections use.
+    let eventLoopGroup: any EventLoopGroup
+    /// The connection that carries the pipelined requests.
+    let channel: any Channel
 
-    private init(channel: any Channel) {
+    private init(channel: any Channel, host: String, port: Int, eventLoopGroup: any EventLoopGroup) {
         self.channel = channel
+        self.host = host
+        self.port = port
+        self.eventLoopGroup = eventLoopGroup
     }
 
     /// Connects to a server.
@@ -45,7 +57,7 @@ public final class LoglineClient: Sendable {
                 }
                 .connect(host: host, port: port)
                 .get()
-            return LoglineClient(channel: channel)
+            return LoglineClient(channel: channel, host: host, port: port, eventLoopGroup: eventLoopGroup)
         } catch {
             throw .connectionFailed("\(host):\(port): \(error)")
         }
@@ -97,11 +109,7 @@ public final class LoglineClient: Sendable {
     /// - Throws: ``LoglineClientError``.
     public func send(_ arguments: [String]) async throws(LoglineClientError) -> RESPValue {
         let reply = try await sendRaw(arguments.map { Array($0.utf8) })
-        if case .error(let text) = reply {
-            let code = text.split(separator: " ", maxSplits: 1).first.map(String.init) ?? "INTERNAL"
-            let message = text.split(separator: " ", maxSplits: 1).dropFirst().first.map(String.init) ?? ""
-            throw .server(code: ErrorCode(rawValue: code), message: message)
-        }
+        if case .error(let text) = reply { throw LoglineClientError(errorReply: text) }
         return reply
     }
 
@@ -221,13 +229,13 @@ public final class LoglineClient: Sendable {
 
     // MARK: - Helpers
 
-    private func bulkJSON(_ arguments: [String]) async throws(LoglineClientError) -> String {
+    func bulkJSON(_ arguments: [String]) async throws(LoglineClientError) -> String {
         let reply = try await send(arguments)
         guard case .bulkString(let bytes?) = reply else { throw .unexpectedReply("\(reply)") }
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    private func envelopes(_ arguments: [String]) async throws(LoglineClientError) -> [RecordedEvent] {
+    func envelopes(_ arguments: [String]) async throws(LoglineClientError) -> [RecordedEvent] {
         let reply = try await send(arguments)
         guard case .array(let items?) = reply else { throw .unexpectedReply("\(reply)") }
         return try items.map { (item) throws(LoglineClientError) in

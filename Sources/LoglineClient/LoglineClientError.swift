@@ -13,6 +13,19 @@ public enum LoglineClientError: Error, Hashable, Sendable, CustomStringConvertib
     /// The request cannot be sent as given (for example an inline request with a line break).
     case invalidRequest(String)
 
+    /// Reads an error reply (`CODE message`, without the `-`).
+    /// - Parameter text: The reply's text.
+    init(errorReply text: String) {
+        let code = text.split(separator: " ", maxSplits: 1).first.map(String.init) ?? "INTERNAL"
+        let message = text.split(separator: " ", maxSplits: 1).dropFirst().first.map(String.init) ?? ""
+        self = .server(code: ErrorCode(rawValue: code), message: message)
+    }
+
+    /// Whether the server dropped a subscription because it read too slowly (`-LAGGING`).
+    ///
+    /// Resume with ``LoglineClient/subscribe(from:eventTypes:)`` from ``EventSubscription/resumePoint``.
+    public var isLagging: Bool { code?.rawValue == "LAGGING" }
+
     /// The server's error code, when the server answered with an error.
     public var code: ErrorCode? {
         if case .server(let code, _) = self { return code }

@@ -172,8 +172,12 @@ public actor ConsumerGroups {
             ])
         }
 
-        func inFlight(of consumer: String) -> Int {
-            pending.values.reduce(0) { $0 + ($1.consumer == consumer ? 1 : 0) }
+        /// The deliveries a consumer holds that have not run out their ack wait (expired ones are up for
+        /// redelivery, to it or to another consumer, and do not count against its limit).
+        func inFlight(of consumer: String, now: Int64) -> Int {
+            pending.values.reduce(0) {
+                $0 + ($1.consumer == consumer && $1.deliveredAt + settings.ackWaitMilliseconds > now ? 1 : 0)
+            }
         }
     }
 
@@ -394,15 +398,23 @@ public actor ConsumerGroups {
         guard Name.isValid(consumer) else { throw .badRequest("invalid consumer name '\(consumer.prefix(64))'") }
         let deadline = block.map { $0 == .zero ? ContinuousClock.now + .seconds(86_400 * 365) : .now + $0 }
         while true {
-            let (deliveries, nextExpiry) = try await locked(name) { () async throws(GroupError) in
-                try await fetchStep(group: name, consumer: consumer, count: count)
+            let epoch = wakeups.epoch
+            // A cancelled fetch (its connection closed) takes nothing: a delivery nobody reads would wait out
+            // the whole ack wait.
+            let (deliveries, nextExpiry, scannedMore) = try await locked(name) {
+                () async throws(GroupError) -> (deliveries: [Delivery], nextExpiry: Int64?, scannedMore: Bool) in
+                if Task.isCancelled { return ([], nil, false) }
+                return try await fetchStep(group: name, consumer: consumer, count: count)
             }
+            if Task.isCancelled { return deliveries }
             if !deliveries.isEmpty { return deliveries }
+            // The cursor moved past events of other types: look further before waiting for new commits.
+            if scannedMore { continue }
             guard let deadline, ContinuousClock.now < deadline else { return [] }
             // Wait for a commit, an ACK or NACK, the next expiry, or the deadline.
             var wait = deadline - ContinuousClock.now
             if let nextExpiry { wait = min(wait, .milliseconds(max(1, nextExpiry - Self.now()))) }
-            await wakeups.wait(for: wait)
+            await wakeups.wait(for: wait, since: epoch)
             if Task.isCancelled { return [] }
         }
     }
@@ -410,12 +422,13 @@ public actor ConsumerGroups {
     /// One pass of `FETCH`, under the group's lock: returns the deliveries, durable, or when to look again.
     private func fetchStep(
         group name: String, consumer: String, count: Int
-    ) async throws(GroupError) -> (deliveries: [Delivery], nextExpiry: Int64?) {
+    ) async throws(GroupError) -> (deliveries: [Delivery], nextExpiry: Int64?, scannedMore: Bool) {
         var group = try self.group(name)
+        let startCursor = group.cursor
         let now = Self.now()
         group.lastSeen[consumer] = now
         groups[name]?.lastSeen[consumer] = now
-        var budget = min(count, group.settings.maxInFlight - group.inFlight(of: consumer))
+        var budget = min(count, group.settings.maxInFlight - group.inFlight(of: consumer, now: now))
         var writes: [StateWrite] = []
         var deliveries: [(position: LogPosition, count: Int, event: RecordedEvent?)] = []
         var nextExpiry: Int64?
@@ -495,7 +508,7 @@ public actor ConsumerGroups {
                 throw .storage("read failed: \(error)")
             }
         }
-        return (result, nextExpiry)
+        return (result, nextExpiry, group.cursor > startCursor)
     }
 
     /// `ACK`: settles deliveries.
@@ -616,19 +629,32 @@ public actor ConsumerGroups {
 }
 
 /// Wakes blocked `FETCH`es: on new commits, acks, nacks and retries.
+///
+/// Each notification moves an epoch forward. A `FETCH` reads the epoch before it looks for work, and its wait
+/// returns at once when the epoch has moved since: a commit that lands between the look and the wait is not
+/// missed.
 final class Wakeups: Sendable {
     private struct Waiter {
         let continuation: CheckedContinuation<Void, Never>
         var timer: Task<Void, Never>?
     }
 
-    private let waiters = Mutex<[UInt64: Waiter]>([:])
+    private struct State {
+        var epoch: UInt64 = 0
+        var waiters: [UInt64: Waiter] = [:]
+    }
+
+    private let state = Mutex(State())
     private let next = Atomic<UInt64>(0)
 
+    /// The current epoch, to pass to ``wait(for:since:)``.
+    var epoch: UInt64 { state.withLock { $0.epoch } }
+
     func notifyAll() {
-        let all = waiters.withLock { waiters -> [Waiter] in
-            defer { waiters.removeAll() }
-            return Array(waiters.values)
+        let all = state.withLock { state -> [Waiter] in
+            state.epoch &+= 1
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters.values)
         }
         for waiter in all {
             waiter.timer?.cancel()
@@ -636,19 +662,27 @@ final class Wakeups: Sendable {
         }
     }
 
-    /// Waits for the next notification, at most `duration`; also ends on cancellation.
-    func wait(for duration: Duration) async {
+    /// Waits for a notification after `epoch`, at most `duration`; also ends on cancellation.
+    func wait(for duration: Duration, since epoch: UInt64) async {
         let id = next.add(1, ordering: .relaxed).newValue
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
-                waiters.withLock { $0[id] = Waiter(continuation: continuation, timer: nil) }
+                let alreadyNotified = state.withLock { state -> Bool in
+                    guard state.epoch == epoch else { return true }
+                    state.waiters[id] = Waiter(continuation: continuation, timer: nil)
+                    return false
+                }
+                if alreadyNotified {
+                    continuation.resume()
+                    return
+                }
                 let timer = Task {
                     try? await Task.sleep(for: duration)
                     self.resume(id)
                 }
-                let registered = waiters.withLock { waiters -> Bool in
-                    guard waiters[id] != nil else { return false }
-                    waiters[id]?.timer = timer
+                let registered = state.withLock { state -> Bool in
+                    guard state.waiters[id] != nil else { return false }
+                    state.waiters[id]?.timer = timer
                     return true
                 }
                 if !registered { timer.cancel() }
@@ -660,7 +694,7 @@ final class Wakeups: Sendable {
     }
 
     private func resume(_ id: UInt64) {
-        guard let waiter = waiters.withLock({ $0.removeValue(forKey: id) }) else { return }
+        guard let waiter = state.withLock({ $0.waiters.removeValue(forKey: id) }) else { return }
         waiter.timer?.cancel()
         waiter.continuation.resume()
     }

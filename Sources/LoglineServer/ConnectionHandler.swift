@@ -29,10 +29,15 @@ final class ConnectionHandler: ChannelInboundHandler {
         let eventTypes: Set<String>
         let channel: String
         let listener: UInt64
+        /// Whether the subscriber has reached the head at least once: the lag limit applies to the live tail,
+        /// not to a replay from far back, which a fast reader may take its time over.
+        var caughtUp = false
     }
 
     private var subscription: Subscription?
     private let trigger = PumpTrigger()
+    private let tasks = ConnectionTasks()
+    private var pumping = false
     private var pending = CircularBuffer<ByteBuffer?>(initialCapacity: 16)
     private var firstPendingSlot = 0
     private var nextSlot = 0
@@ -75,6 +80,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        tasks.cancelAll()
         executor.connectionClosed()
         context.fireChannelInactive()
     }
@@ -159,7 +165,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         let isAppend = request.isAppend
-        let immediate = executor.execute(request) { reply in
+        let immediate = executor.execute(request, tasks: tasks) { reply in
             if eventLoop.inEventLoop {
                 loopBound.value.completed(slot, isAppend: isAppend, with: reply)
             } else {
@@ -243,6 +249,10 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// only wake the pump. A client that does not read is not sent more; past the lag limit it is dropped.
     private func pump() {
         trigger.release()
+        // A write can change writability, which calls back into pump(): the outer call does the work.
+        guard !pumping else { return }
+        pumping = true
+        defer { pumping = false }
         guard var current = subscription, let context, pending.isEmpty else { return }
         var rounds = 0
         while context.channel.isWritable && rounds < 8 {
@@ -255,7 +265,10 @@ final class ConnectionHandler: ChannelInboundHandler {
                 endSubscription(closingWith: reply)
                 return
             }
-            guard batch.scannedThrough > current.position else { break }
+            guard batch.scannedThrough > current.position else {
+                current.caughtUp = true
+                break
+            }
             var buffer = context.channel.allocator.buffer(capacity: batch.events.count * 400)
             var json: [UInt8] = []
             for event in batch.events {
@@ -266,9 +279,11 @@ final class ConnectionHandler: ChannelInboundHandler {
                 ReplyWriter.bulk(Array(event.eventType.utf8), into: &buffer)
                 ReplyWriter.bulk(json, into: &buffer)
             }
-            if buffer.readableBytes > 0 { context.write(wrapOutboundOut(buffer), promise: nil) }
             current.position = batch.scannedThrough
+            subscription = current
+            if buffer.readableBytes > 0 { context.write(wrapOutboundOut(buffer), promise: nil) }
             rounds += 1
+            guard subscription != nil else { return }  // ended while writing
         }
         subscription = current
         context.flush()
@@ -281,7 +296,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         } else if !context.channel.isWritable {
             let head = hub.log.headPosition
             let lag = head > current.position ? head - current.position : 0
-            if lag > maximumSubscriberLag {
+            if current.caughtUp && lag > maximumSubscriberLag {
                 var reply = context.channel.allocator.buffer(capacity: 128)
                 ReplyWriter.error(
                     ErrorCode(rawValue: "LAGGING"),

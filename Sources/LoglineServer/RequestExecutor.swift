@@ -40,8 +40,14 @@ final class RequestExecutor: Sendable {
     }
 
     /// Runs `request`.
+    /// - Parameters:
+    ///   - request: The request.
+    ///   - tasks: Where work that completes later is started, so that it ends with its connection.
+    ///   - completion: Receives the reply when it is not ready at once.
     /// - Returns: The reply when it is ready now; `nil` when it will come through `completion`.
-    func execute(_ request: Request, completion: @escaping @Sendable (ByteBuffer) -> Void) -> ByteBuffer? {
+    func execute(
+        _ request: Request, tasks: ConnectionTasks, completion: @escaping @Sendable (ByteBuffer) -> Void
+    ) -> ByteBuffer? {
         switch request {
         case .ping(let message):
             var buffer = allocator.buffer(capacity: 16)
@@ -79,13 +85,13 @@ final class RequestExecutor: Sendable {
             return infoReply()
         case .groupCreate, .groupDelete, .groups, .fetch, .ack, .nack, .pending, .dead:
             guard let groups else { return errorReply(.notFound, "this server has no consumer groups") }
-            runTask(completion) { () async throws(GroupError) in
+            runTask(tasks, completion) { () async throws(GroupError) in
                 try await self.groupReply(request, groups: groups)
             }
             return nil
         case .retry(let name, let position):
             // RETRY names a consumer group when one has that name, else a module.
-            runTask(completion) { () async throws(HostError) in
+            runTask(tasks, completion) { () async throws(HostError) in
                 if let groups = self.groups, await groups.exists(name) {
                     do {
                         try await groups.retry(group: name, position: position)
@@ -110,7 +116,7 @@ final class RequestExecutor: Sendable {
             return buffer
         case .submit, .get, .query, .views, .projections, .rebuild, .parked, .skip:
             guard let host else { return errorReply(.notFound, "this server runs no modules") }
-            return executeModuleRequest(request, host: host, completion: completion)
+            return executeModuleRequest(request, host: host, tasks: tasks, completion: completion)
         case .redisCompatibility(let command):
             var buffer = allocator.buffer(capacity: 16)
             switch command {
@@ -134,19 +140,19 @@ final class RequestExecutor: Sendable {
 
     /// Runs `body` as a task and passes its reply, or its error's, to `completion`.
     private func runTask<E: Error & CustomStringConvertible>(
-        _ completion: @escaping @Sendable (ByteBuffer) -> Void,
+        _ tasks: ConnectionTasks, _ completion: @escaping @Sendable (ByteBuffer) -> Void,
         _ body: @escaping @Sendable () async throws(E) -> ByteBuffer
     ) {
-        Task {
+        tasks.start {
             let reply: ByteBuffer
             do {
                 reply = try await body()
             } catch let error as HostError {
-                reply = errorReply(error.code, error.description)
+                reply = self.errorReply(error.code, error.description)
             } catch let error as GroupError {
-                reply = errorReply(error.code, error.description)
+                reply = self.errorReply(error.code, error.description)
             } catch {
-                reply = errorReply(.internal, "\(error)")
+                reply = self.errorReply(.internal, "\(error)")
             }
             completion(reply)
         }
@@ -201,7 +207,8 @@ final class RequestExecutor: Sendable {
 
     /// Requests for the projection host. Reads without `AT` answer at once; the rest run as tasks.
     private func executeModuleRequest(
-        _ request: Request, host: ProjectionHost, completion: @escaping @Sendable (ByteBuffer) -> Void
+        _ request: Request, host: ProjectionHost, tasks: ConnectionTasks,
+        completion: @escaping @Sendable (ByteBuffer) -> Void
     ) -> ByteBuffer? {
         switch request {
         case .get(let command) where command.atPosition == nil:
@@ -215,16 +222,8 @@ final class RequestExecutor: Sendable {
         default:
             break
         }
-        Task {
-            let reply: ByteBuffer
-            do {
-                reply = try await asyncModuleReply(request, host: host)
-            } catch let error as HostError {
-                reply = errorReply(error.code, error.description)
-            } catch {
-                reply = errorReply(.internal, "\(error)")
-            }
-            completion(reply)
+        runTask(tasks, completion) { () async throws(HostError) in
+            try await self.asyncModuleReply(request, host: host)
         }
         return nil
     }

@@ -40,3 +40,42 @@ final class PumpTrigger: Sendable {
     /// Called by the pump when it starts, so that later wake-ups schedule another.
     func release() { scheduled.store(false, ordering: .releasing) }
 }
+
+/// The tasks one connection has started (commands, waits for views, blocking fetches); cancelled when the
+/// connection closes, so that a `FETCH ... BLOCK` of a client that went away takes no more events.
+final class ConnectionTasks: Sendable {
+    private struct State {
+        var next: UInt64 = 0
+        var running: [UInt64: Task<Void, Never>] = [:]
+        var closed = false
+    }
+
+    private let state = Mutex(State())
+
+    /// Starts `body` as a task, unless the connection has closed.
+    func start(_ body: @escaping @Sendable () async -> Void) {
+        state.withLock { state in
+            guard !state.closed else { return }
+            let id = state.next
+            state.next += 1
+            state.running[id] = Task { [weak self] in
+                await body()
+                self?.finished(id)
+            }
+        }
+    }
+
+    private func finished(_ id: UInt64) {
+        _ = state.withLock { $0.running.removeValue(forKey: id) }
+    }
+
+    /// Cancels every running task and refuses new ones.
+    func cancelAll() {
+        let running = state.withLock { state -> [Task<Void, Never>] in
+            state.closed = true
+            defer { state.running.removeAll() }
+            return Array(state.running.values)
+        }
+        for task in running { task.cancel() }
+    }
+}
