@@ -206,7 +206,7 @@ public enum JSONValidator {
                         index += 1
                     case UInt8(ascii: "u"):
                         guard index + 4 < bytes.count else { throw fail("invalid \\u escape") }
-                        for offset in 1...4 where !isHexDigit(bytes[index + offset]) {
+                        for offset in 1...4 where !JSONLexing.isHexDigit(bytes[index + offset]) {
                             throw fail("invalid \\u escape")
                         }
                         index += 5
@@ -224,81 +224,100 @@ public enum JSONValidator {
             throw fail("unterminated string")
         }
 
-        @inline(__always)
-        func isHexDigit(_ byte: UInt8) -> Bool {
-            (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
-                || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "f"))
-                || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "F"))
-        }
-
         /// One multi-byte UTF-8 sequence, rejecting overlong forms, surrogates and code points past U+10FFFF.
+        @inline(__always)
         mutating func utf8Sequence() throws(Failure) {
-            let lead = bytes[index]
-            let length: Int
-            var lower: UInt8 = 0x80
-            var upper: UInt8 = 0xBF
-            switch lead {
-            case 0xC2...0xDF: length = 2
-            case 0xE0:
-                length = 3
-                lower = 0xA0
-            case 0xE1...0xEC, 0xEE...0xEF: length = 3
-            case 0xED:
-                length = 3
-                upper = 0x9F
-            case 0xF0:
-                length = 4
-                lower = 0x90
-            case 0xF1...0xF3: length = 4
-            case 0xF4:
-                length = 4
-                upper = 0x8F
-            default: throw fail("invalid UTF-8")
-            }
-            guard index + length <= bytes.count else { throw fail("invalid UTF-8") }
-            let second = bytes[index + 1]
-            guard second >= lower, second <= upper else { throw fail("invalid UTF-8") }
-            if length > 2 {
-                for offset in 2..<length where bytes[index + offset] & 0xC0 != 0x80 {
-                    throw fail("invalid UTF-8")
-                }
-            }
+            guard let length = JSONLexing.utf8SequenceLength(bytes, at: index) else { throw fail("invalid UTF-8") }
             index += length
         }
 
+        @inline(__always)
         mutating func number() throws(Failure) {
-            if bytes[index] == UInt8(ascii: "-") { index += 1 }
-            guard index < bytes.count else { throw fail("invalid number") }
-            if bytes[index] == UInt8(ascii: "0") {
-                index += 1
-            } else if bytes[index] >= UInt8(ascii: "1"), bytes[index] <= UInt8(ascii: "9") {
-                digits()
-            } else {
-                throw fail("invalid number")
-            }
-            if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
-                index += 1
-                guard index < bytes.count, isDigit(bytes[index]) else { throw fail("invalid number") }
-                digits()
-            }
-            if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
-                index += 1
-                if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
-                    index += 1
-                }
-                guard index < bytes.count, isDigit(bytes[index]) else { throw fail("invalid number") }
-                digits()
-            }
+            let scan = JSONLexing.scanNumber(bytes, from: index)
+            index = scan.end
+            guard scan.valid else { throw fail("invalid number") }
         }
+    }
+}
 
-        @inline(__always)
-        func isDigit(_ byte: UInt8) -> Bool {
-            byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
+/// The pieces of JSON's grammar that the validator and the parser (``JSONValue``) share, so the two accept
+/// exactly the same texts and fail at the same offsets.
+enum JSONLexing {
+    @inline(__always)
+    static func isDigit(_ byte: UInt8) -> Bool {
+        byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
+    }
+
+    @inline(__always)
+    static func isHexDigit(_ byte: UInt8) -> Bool {
+        isDigit(byte) || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "f"))
+            || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "F"))
+    }
+
+    /// The length of the strict UTF-8 sequence whose lead byte is at `index` (a byte of 0x80 or more), or `nil`
+    /// for an invalid one: overlong forms, surrogates, code points past U+10FFFF, truncated sequences.
+    @inline(__always)
+    static func utf8SequenceLength(_ bytes: UnsafeBufferPointer<UInt8>, at index: Int) -> Int? {
+        let length: Int
+        var lower: UInt8 = 0x80
+        var upper: UInt8 = 0xBF
+        switch bytes[index] {
+        case 0xC2...0xDF: length = 2
+        case 0xE0:
+            length = 3
+            lower = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED:
+            length = 3
+            upper = 0x9F
+        case 0xF0:
+            length = 4
+            lower = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4:
+            length = 4
+            upper = 0x8F
+        default: return nil
         }
+        guard index + length <= bytes.count else { return nil }
+        let second = bytes[index + 1]
+        guard second >= lower, second <= upper else { return nil }
+        if length > 2 {
+            for offset in 2..<length where bytes[index + offset] & 0xC0 != 0x80 { return nil }
+        }
+        return length
+    }
 
-        @inline(__always)
-        mutating func digits() {
+    /// Scans a number (`-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`) that starts at `start`.
+    /// - Returns: Where it ends, or, when it is invalid, where it goes wrong.
+    @inline(__always)
+    static func scanNumber(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> (end: Int, valid: Bool) {
+        var index = start
+        func digits() {
             while index < bytes.count, isDigit(bytes[index]) { index += 1 }
         }
+        if bytes[index] == UInt8(ascii: "-") { index += 1 }
+        guard index < bytes.count else { return (index, false) }
+        if bytes[index] == UInt8(ascii: "0") {
+            index += 1
+        } else if bytes[index] >= UInt8(ascii: "1"), bytes[index] <= UInt8(ascii: "9") {
+            digits()
+        } else {
+            return (index, false)
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+            index += 1
+            guard index < bytes.count, isDigit(bytes[index]) else { return (index, false) }
+            digits()
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+            index += 1
+            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
+                index += 1
+            }
+            guard index < bytes.count, isDigit(bytes[index]) else { return (index, false) }
+            digits()
+        }
+        return (index, true)
     }
 }

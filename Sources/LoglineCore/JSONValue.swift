@@ -359,30 +359,9 @@ public struct JSONNumber: Hashable, Sendable, CustomStringConvertible {
 
     /// Whether `bytes` are exactly one number by the JSON grammar.
     static func isValid(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        var index = 0
-        let count = bytes.count
-        @inline(__always) func isDigit(_ at: Int) -> Bool {
-            at < count && bytes[at] >= UInt8(ascii: "0") && bytes[at] <= UInt8(ascii: "9")
-        }
-        if index < count, bytes[index] == UInt8(ascii: "-") { index += 1 }
-        guard isDigit(index) else { return false }
-        if bytes[index] == UInt8(ascii: "0") {
-            index += 1
-        } else {
-            while isDigit(index) { index += 1 }
-        }
-        if index < count, bytes[index] == UInt8(ascii: ".") {
-            index += 1
-            guard isDigit(index) else { return false }
-            while isDigit(index) { index += 1 }
-        }
-        if index < count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
-            index += 1
-            if index < count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
-            guard isDigit(index) else { return false }
-            while isDigit(index) { index += 1 }
-        }
-        return index == count
+        guard !bytes.isEmpty else { return false }
+        let scan = JSONLexing.scanNumber(bytes, from: 0)
+        return scan.valid && scan.end == bytes.count
     }
 }
 
@@ -1210,74 +1189,16 @@ struct JSONParser: ~Copyable {
     /// One multi-byte UTF-8 sequence, rejecting overlong forms, surrogates and code points past U+10FFFF.
     @inline(__always)
     mutating func utf8Sequence() throws(Failure) {
-        let lead = bytes[index]
-        let length: Int
-        var lower: UInt8 = 0x80
-        var upper: UInt8 = 0xBF
-        switch lead {
-        case 0xC2...0xDF: length = 2
-        case 0xE0:
-            length = 3
-            lower = 0xA0
-        case 0xE1...0xEC, 0xEE...0xEF: length = 3
-        case 0xED:
-            length = 3
-            upper = 0x9F
-        case 0xF0:
-            length = 4
-            lower = 0x90
-        case 0xF1...0xF3: length = 4
-        case 0xF4:
-            length = 4
-            upper = 0x8F
-        default: throw fail("invalid UTF-8")
-        }
-        guard index + length <= bytes.count else { throw fail("invalid UTF-8") }
-        let second = bytes[index + 1]
-        guard second >= lower, second <= upper else { throw fail("invalid UTF-8") }
-        if length > 2 {
-            for offset in 2..<length where bytes[index + offset] & 0xC0 != 0x80 {
-                throw fail("invalid UTF-8")
-            }
-        }
+        guard let length = JSONLexing.utf8SequenceLength(bytes, at: index) else { throw fail("invalid UTF-8") }
         index += length
     }
 
     mutating func number() throws(Failure) -> JSONNumber {
         let start = index
-        if bytes[index] == UInt8(ascii: "-") { index += 1 }
-        guard index < bytes.count else { throw fail("invalid number") }
-        if bytes[index] == UInt8(ascii: "0") {
-            index += 1
-        } else if bytes[index] >= UInt8(ascii: "1"), bytes[index] <= UInt8(ascii: "9") {
-            digits()
-        } else {
-            throw fail("invalid number")
-        }
-        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
-            index += 1
-            guard index < bytes.count, isDigit(bytes[index]) else { throw fail("invalid number") }
-            digits()
-        }
-        if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
-            index += 1
-            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
-                index += 1
-            }
-            guard index < bytes.count, isDigit(bytes[index]) else { throw fail("invalid number") }
-            digits()
-        }
+        let scan = JSONLexing.scanNumber(bytes, from: index)
+        index = scan.end
+        guard scan.valid else { throw fail("invalid number") }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
         return JSONNumber(validatedText: text)
-    }
-
-    @inline(__always)
-    func isDigit(_ byte: UInt8) -> Bool {
-        byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
-    }
-
-    @inline(__always)
-    mutating func digits() {
-        while index < bytes.count, isDigit(bytes[index]) { index += 1 }
     }
 }
