@@ -62,6 +62,27 @@ public struct RecordedEvent: Hashable, Sendable {
     }
 }
 
+/// Where one appended event landed.
+public struct AppendedEvent: Hashable, Sendable {
+    /// The event's id (the client's, or the generated one).
+    public var eventID: EventID
+    /// Its global position.
+    public var position: LogPosition
+    /// Its version within the stream.
+    public var version: StreamVersion
+
+    /// Creates the record of one appended event.
+    /// - Parameters:
+    ///   - eventID: The id.
+    ///   - position: The position.
+    ///   - version: The version.
+    public init(eventID: EventID, position: LogPosition, version: StreamVersion) {
+        self.eventID = eventID
+        self.position = position
+        self.version = version
+    }
+}
+
 /// Writes envelopes as JSON from their parts, so a reader can render straight from stored bytes.
 public enum EnvelopeJSON {
     /// Appends the JSON object of one envelope to `buffer`.

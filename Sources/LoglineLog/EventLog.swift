@@ -46,27 +46,6 @@ public struct AppendRequest: Hashable, Sendable {
     }
 }
 
-/// Where one appended event landed.
-public struct AppendedEvent: Hashable, Sendable {
-    /// The event's id (the client's, or the generated one).
-    public var eventID: EventID
-    /// Its global position.
-    public var position: LogPosition
-    /// Its version within the stream.
-    public var version: StreamVersion
-
-    /// Creates the record of one appended event.
-    /// - Parameters:
-    ///   - eventID: The id.
-    ///   - position: The position.
-    ///   - version: The version.
-    public init(eventID: EventID, position: LogPosition, version: StreamVersion) {
-        self.eventID = eventID
-        self.position = position
-        self.version = version
-    }
-}
-
 /// The outcome of a successful append.
 public struct AppendResult: Hashable, Sendable {
     /// Each event's id, position and version, in the order they were given.

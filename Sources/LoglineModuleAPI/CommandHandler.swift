@@ -24,36 +24,15 @@ public struct CommandOutcome: Hashable, Sendable {
     /// The result for the client: a JSON object.
     public var result: JSONObject
     /// Where the command's events landed.
-    public var appended: [AppendedEventInfo]
+    public var appended: [AppendedEvent]
 
     /// Creates an outcome.
     /// - Parameters:
     ///   - result: The result object.
     ///   - appended: Where the events landed.
-    public init(result: JSONObject, appended: [AppendedEventInfo]) {
+    public init(result: JSONObject, appended: [AppendedEvent]) {
         self.result = result
         self.appended = appended
-    }
-}
-
-/// Where an event appended by a command landed.
-public struct AppendedEventInfo: Hashable, Sendable {
-    /// The event's id.
-    public var eventID: EventID
-    /// Its global position.
-    public var position: LogPosition
-    /// Its version in the stream.
-    public var version: StreamVersion
-
-    /// Creates the record.
-    /// - Parameters:
-    ///   - eventID: The id.
-    ///   - position: The position.
-    ///   - version: The version.
-    public init(eventID: EventID, position: LogPosition, version: StreamVersion) {
-        self.eventID = eventID
-        self.position = position
-        self.version = version
     }
 }
 
@@ -94,7 +73,7 @@ public protocol CommandContext: Sendable {
     /// - Returns: Where they landed.
     /// - Throws: ``CommandError/conflict(_:)`` when the expectation fails, or a storage error.
     func append(_ events: [NewEvent], to stream: StreamName, expectedVersion: ExpectedVersion) async throws
-        -> [AppendedEventInfo]
+        -> [AppendedEvent]
 }
 
 extension CommandContext {
@@ -108,7 +87,7 @@ extension CommandContext {
     /// - Throws: What `decide` throws, or ``CommandError/conflict(_:)`` after the last attempt.
     public func decide(
         _ stream: StreamName, attempts: Int = 3, _ decide: ([ModuleEvent]) throws -> [NewEvent]
-    ) async throws -> [AppendedEventInfo] {
+    ) async throws -> [AppendedEvent] {
         var attempt = 1
         while true {
             let history = try await read(stream)

@@ -45,7 +45,7 @@ public final class InMemoryCommandContext: CommandContext {
     /// - Throws: ``LoglineModuleAPI/CommandError/conflict(_:)`` when the expectation fails, or a
     ///   ``TestEventLog/AppendFailure`` for anything else the log refuses (an invalid event type, for example).
     public func append(_ events: [NewEvent], to stream: StreamName, expectedVersion: ExpectedVersion) async throws
-        -> [AppendedEventInfo]
+        -> [AppendedEvent]
     {
         let result = state.withLock { log in
             Result { () throws(TestEventLog.AppendFailure) in
@@ -54,7 +54,7 @@ public final class InMemoryCommandContext: CommandContext {
         }
         switch result {
         case .success(let appended):
-            return appended.map { AppendedEventInfo(eventID: $0.eventID, position: $0.position, version: $0.version) }
+            return appended.map { AppendedEvent(eventID: $0.eventID, position: $0.position, version: $0.version) }
         case .failure(let failure):
             if case .wrongExpectedVersion = failure { throw CommandError.conflict(failure.description) }
             throw failure

@@ -349,7 +349,7 @@ struct LogCommandContext: CommandContext {
 
     func append(
         _ events: [NewEvent], to stream: StreamName, expectedVersion: ExpectedVersion
-    ) async throws -> [AppendedEventInfo] {
+    ) async throws -> [AppendedEvent] {
         let request = AppendRequest(
             stream: stream, expectedVersion: expectedVersion,
             events: events.map {
@@ -358,10 +358,7 @@ struct LogCommandContext: CommandContext {
                     metadata: JSONValue.object($0.metadata).jsonBytes)
             })
         do {
-            let result = try await log.append(request)
-            return result.events.map {
-                AppendedEventInfo(eventID: $0.eventID, position: $0.position, version: $0.version)
-            }
+            return try await log.append(request).events
         } catch {
             if case .wrongExpectedVersion = error { throw CommandError.conflict(error.description) }
             throw HostError.internal("append failed: \(error)")

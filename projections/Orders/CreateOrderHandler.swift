@@ -61,7 +61,7 @@ public struct CreateOrderHandler: CommandHandler {
             "status": "Pending",
             "created_on": .string(Timestamp.now().description),
         ]
-        let appended: [AppendedEventInfo]
+        let appended: [AppendedEvent]
         do {
             appended = try await context.append(
                 [NewEvent(eventType: OrderEventType.created, data: data)], to: stream, expectedVersion: .noStream)
