@@ -30,8 +30,6 @@ public final class LMDBEnvironment: @unchecked Sendable {
         public var maxDatabases: UInt32 = 16
         /// The most concurrent read transactions.
         public var maxReaders: UInt32 = 1024
-        /// Skip the fsync at commit. Never set this for the system of record; tests of other layers may.
-        public var noSync: Bool = false
 
         /// The defaults: 256 MiB initial map, durable commits.
         public init() {}
@@ -58,8 +56,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
             try LMDBError.check(mdb_env_set_maxdbs(env, configuration.maxDatabases), "mdb_env_set_maxdbs")
             try LMDBError.check(mdb_env_set_maxreaders(env, configuration.maxReaders), "mdb_env_set_maxreaders")
             try LMDBError.check(mdb_env_set_mapsize(env, configuration.mapSize), "mdb_env_set_mapsize")
-            var flags = UInt32(MDB_NOTLS) | UInt32(MDB_NORDAHEAD)
-            if configuration.noSync { flags |= UInt32(MDB_NOSYNC) }
+            let flags = UInt32(MDB_NOTLS) | UInt32(MDB_NORDAHEAD)
             try LMDBError.check(mdb_env_open(env, directory, flags, 0o644), "mdb_env_open \(directory)")
         } catch {
             mdb_env_close(env)
@@ -178,15 +175,6 @@ public final class LMDBEnvironment: @unchecked Sendable {
         let next = current < (1 << 30) ? current * 2 : current + (1 << 30)
         try LMDBError.check(mdb_env_set_mapsize(handle, next), "mdb_env_set_mapsize")
         currentMapSize.store(next, ordering: .relaxed)
-    }
-
-    /// Forces the data to disk, for environments opened with `noSync`.
-    /// - Throws: ``LMDBError`` when the sync fails.
-    public func sync() throws {
-        pthread_rwlock_rdlock(resizeLock)
-        defer { pthread_rwlock_unlock(resizeLock) }
-        try checkOpen()
-        try LMDBError.check(mdb_env_sync(handle, 1), "mdb_env_sync")
     }
 
     /// Writes a consistent copy of the environment into an empty directory, while writes go on.

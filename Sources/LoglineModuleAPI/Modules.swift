@@ -120,11 +120,6 @@ public struct ReactorContext: Sendable {
     ) {
         emitted.append(EmittedEvent(eventType: eventType, stream: stream, data: data, expectedVersion: expectedVersion))
     }
-
-    /// Forgets the events emitted so far (the host uses this when it retries a reaction).
-    public mutating func discardEmitted() {
-        emitted.removeAll()
-    }
 }
 
 /// An event a reactor asked to append.
