@@ -130,7 +130,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         return try body(LMDBTransaction(handle: txn!))
     }
 
-    /// Runs `body` in a write transaction and commits it (with fsync unless `noSync`).
+    /// Runs `body` in a write transaction and commits it, with fsync.
     ///
     /// When the map fills up, the transaction is aborted, the map grows, and `body` runs again from the start.
     /// - Parameter body: The writes. It must have no effects outside the transaction until it returns.
