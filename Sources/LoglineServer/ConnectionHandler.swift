@@ -37,6 +37,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var subscription: Subscription?
     private let trigger = PumpTrigger()
     private let tasks = ConnectionTasks()
+    private let inbox = CompletionInbox()
     private var pumping = false
     private var pending = CircularBuffer<ByteBuffer?>(initialCapacity: 16)
     private var firstPendingSlot = 0
@@ -165,11 +166,10 @@ final class ConnectionHandler: ChannelInboundHandler {
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         let isAppend = request.isAppend
+        let inbox = self.inbox
         let immediate = executor.execute(request, tasks: tasks) { reply in
-            if eventLoop.inEventLoop {
-                loopBound.value.completed(slot, isAppend: isAppend, with: reply)
-            } else {
-                eventLoop.execute { loopBound.value.completed(slot, isAppend: isAppend, with: reply) }
+            if inbox.post((slot, isAppend, reply)) {
+                eventLoop.execute { loopBound.value.drainInbox() }
             }
         }
         if let immediate {
@@ -179,6 +179,17 @@ final class ConnectionHandler: ChannelInboundHandler {
         } else {
             othersInFlight += 1
         }
+    }
+
+    /// Fills the slots of every reply completed elsewhere, then flushes once.
+    private func drainInbox() {
+        let items = inbox.drain()
+        guard !items.isEmpty else { return }
+        let wasDeferring = insideReadLoop
+        insideReadLoop = true
+        for item in items { completed(item.slot, isAppend: item.isAppend, with: item.reply) }
+        insideReadLoop = wasDeferring
+        if !wasDeferring { context?.flush() }
     }
 
     private func completed(_ slot: Int, isAppend: Bool, with reply: ByteBuffer) {

@@ -1,5 +1,6 @@
 import LoglineCore
 import LoglineLog
+import NIOCore
 import Synchronization
 
 /// Tells live subscriptions that the log has grown: each registers a wake-up, called after every commit that
@@ -77,5 +78,30 @@ final class ConnectionTasks: Sendable {
             return Array(state.running.values)
         }
         for task in running { task.cancel() }
+    }
+}
+
+/// Replies that complete on other threads (the log's writer, tasks), gathered so that the event loop is woken
+/// once for many of them: a group commit completes hundreds of a connection's appends at once.
+final class CompletionInbox: Sendable {
+    /// One completed reply: its slot, whether it was an append, and the reply.
+    typealias Item = (slot: Int, isAppend: Bool, reply: ByteBuffer)
+
+    private let items = Mutex<[Item]>([])
+
+    /// Adds a reply; returns `true` when the inbox was empty, so the caller must schedule a drain.
+    func post(_ item: Item) -> Bool {
+        items.withLock { items in
+            items.append(item)
+            return items.count == 1
+        }
+    }
+
+    /// Takes every reply waiting.
+    func drain() -> [Item] {
+        items.withLock { items in
+            defer { items.removeAll(keepingCapacity: true) }
+            return items
+        }
     }
 }
