@@ -45,6 +45,29 @@ public struct ViewDefinition: Hashable, Sendable {
     }
 }
 
+extension ViewDefinition {
+    /// The longest value an index keeps, in bytes; longer values are not indexed.
+    public static let maximumIndexedValueBytes = 200
+
+    /// The text an index keeps for a field's value: strings as they are, numbers as their exact text, Booleans
+    /// as `true` or `false`, up to ``maximumIndexedValueBytes``; other values and absent fields are not indexed.
+    /// `QUERY <view> WHERE <field> <value>` matches documents whose field has this text.
+    /// - Parameter value: The field's value.
+    /// - Returns: The indexed text, or `nil` when the value is not indexed.
+    public static func indexText(_ value: JSONValue?) -> String? {
+        guard let value else { return nil }
+        let text: String
+        switch value {
+        case .string(let string): text = string
+        case .number(let number): text = number.text
+        case .bool(let bool): text = bool ? "true" : "false"
+        default: return nil
+        }
+        guard !text.utf8.contains(0), text.utf8.count <= maximumIndexedValueBytes else { return nil }
+        return text
+    }
+}
+
 /// The read side: folds events into views.
 ///
 /// The host feeds events in log order, in batches. Everything `apply` writes to `views` for a batch commits in

@@ -38,23 +38,6 @@ public enum HostConventions {
             "correlation_id": .string(source.correlationID),
         ]
     }
-
-    /// The text a view index keeps for a field's value: strings, numbers (their exact text) and Booleans are
-    /// indexed, up to 200 bytes; other values and absent fields are not.
-    /// - Parameter value: The field's value.
-    /// - Returns: The indexed text, or `nil` when the value is not indexed.
-    public static func indexText(_ value: JSONValue?) -> String? {
-        guard let value else { return nil }
-        let text: String
-        switch value {
-        case .string(let string): text = string
-        case .number(let number): text = number.text
-        case .bool(let bool): text = bool ? "true" : "false"
-        default: return nil
-        }
-        guard !text.utf8.contains(0), text.utf8.count <= 200 else { return nil }
-        return text
-    }
 }
 
 /// A module that failed on an event, and what the host would have done about it.

@@ -125,8 +125,8 @@ struct ModuleDriver: Sendable {
     func query(_ view: String, where field: String, equals value: JSONValue) throws(HarnessError) -> [String] {
         guard let definition = views.first(where: { $0.name == view }) else { throw .unknownView(view) }
         guard definition.indexes.contains(field) else { throw .notIndexed(view: view, field: field) }
-        guard let wanted = HostConventions.indexText(value) else { return [] }
-        return documents(view).filter { HostConventions.indexText($0.value[field]) == wanted }.keys.sorted()
+        guard let wanted = ViewDefinition.indexText(value) else { return [] }
+        return documents(view).filter { ViewDefinition.indexText($0.value[field]) == wanted }.keys.sorted()
     }
 }
 

@@ -427,8 +427,8 @@ actor ModuleRunner {
                 writes.append(
                     StateWrite(table: documentTable, key: ViewStorage.bytes(key), value: newDocument?.jsonBytes))
                 for field in definition.indexes {
-                    let oldText = ViewStorage.indexText(oldDocument?[field])
-                    let newText = ViewStorage.indexText(newDocument?[field])
+                    let oldText = ViewDefinition.indexText(oldDocument?[field])
+                    let newText = ViewDefinition.indexText(newDocument?[field])
                     guard oldText != newText else { continue }
                     if let oldText {
                         writes.append(

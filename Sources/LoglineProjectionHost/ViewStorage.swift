@@ -20,8 +20,6 @@ enum ViewStorage {
     static let rebuildTable = "rebuild"
     static let countTable = "count"
     static let cleanupTable = "cleanup"
-    /// The longest indexed value; longer values are not indexed.
-    static let maximumIndexedValueBytes = 200
 
     static func documentTable(_ view: String, generation: UInt64) -> String { "v/\(view)/\(generation)" }
     static func indexTable(_ view: String, generation: UInt64) -> String { "x/\(view)/\(generation)" }
@@ -56,20 +54,6 @@ enum ViewStorage {
             position = bytes.map { readBigEndian($0) } ?? 0
             processed = bytes.map { readBigEndian($0, at: 8) } ?? 0
         }
-    }
-
-    /// The text an index stores for a value, or `nil` when the value is not indexable.
-    static func indexText(_ value: JSONValue?) -> String? {
-        guard let value else { return nil }
-        let text: String
-        switch value {
-        case .string(let string): text = string
-        case .number(let number): text = number.text
-        case .bool(let bool): text = bool ? "true" : "false"
-        default: return nil
-        }
-        guard !text.utf8.contains(0), text.utf8.count <= maximumIndexedValueBytes else { return nil }
-        return text
     }
 
     static func indexPrefix(field: String, value: String) -> [UInt8] {
