@@ -43,6 +43,7 @@ public struct ViewChanges: Sendable {
     public mutating func put(_ view: String, key: String, document: JSONValue) throws {
         guard viewNames.contains(view) else { throw ViewError.unknownView(view) }
         guard !key.isEmpty, key.utf8.count <= 200, !key.utf8.contains(0) else { throw ViewError.invalidKey(key) }
+        remember(view, key)
         changes[view, default: [:]][key] = .some(document)
     }
 
@@ -53,12 +54,48 @@ public struct ViewChanges: Sendable {
     /// - Throws: ``ViewError/unknownView(_:)``.
     public mutating func delete(_ view: String, key: String) throws {
         guard viewNames.contains(view) else { throw ViewError.unknownView(view) }
+        remember(view, key)
         changes[view, default: [:]][key] = .some(nil)
     }
 
     /// Forgets all changes (the host starts each batch afresh).
     public mutating func reset() {
         changes.removeAll()
+        undo = nil
+    }
+
+    // MARK: - Savepoints
+
+    /// What the changes held before each write since ``beginSavepoint()``: `nil` when the key had no change.
+    private var undo: [(view: String, key: String, previous: JSONValue??)]?
+
+    /// Starts recording writes, so that ``rollBack()`` can undo them: a host calls this before it hands the
+    /// views to a module for one event, instead of copying every change made so far in the batch.
+    public mutating func beginSavepoint() {
+        undo = []
+    }
+
+    /// Keeps the writes made since ``beginSavepoint()`` and stops recording.
+    public mutating func releaseSavepoint() {
+        undo = nil
+    }
+
+    /// Undoes the writes made since ``beginSavepoint()`` (a module threw), and stops recording.
+    public mutating func rollBack() {
+        guard let undo else { return }
+        for entry in undo.reversed() {
+            if let previous = entry.previous {
+                changes[entry.view, default: [:]][entry.key] = previous
+            } else {
+                changes[entry.view]?[entry.key] = nil
+            }
+        }
+        self.undo = nil
+    }
+
+    private mutating func remember(_ view: String, _ key: String) {
+        guard undo != nil else { return }
+        undo!.append((view, key, changes[view]?[key]))
     }
 }
 

@@ -317,15 +317,30 @@ actor ModuleRunner {
                 attempt += 1
                 do {
                     let moduleEvent = try ModuleEvent(event)
+                    // A savepoint, not a copy of the batch's changes: copying them for every event made a
+                    // batch cost the square of its size.
+                    changes.beginSavepoint()
                     switch module {
                     case .projector(let projector):
-                        var trial = changes
-                        try projector.apply(moduleEvent, to: &trial)
-                        changes = trial
+                        do {
+                            try projector.apply(moduleEvent, to: &changes)
+                        } catch {
+                            changes.rollBack()
+                            throw error
+                        }
+                        changes.releaseSavepoint()
                     case .reactor(let reactor):
                         var context = ReactorContext(views: changes)
-                        try reactor.react(to: moduleEvent, context: &context)
+                        changes.reset()  // the context holds the only copy while the reactor runs
+                        do {
+                            try reactor.react(to: moduleEvent, context: &context)
+                        } catch {
+                            changes = context.views
+                            changes.rollBack()
+                            throw error
+                        }
                         changes = context.views
+                        changes.releaseSavepoint()
                         if mayEmit {
                             for (index, emitted) in context.emitted.enumerated() {
                                 outcome.appends.append(reaction(emitted, index: index, source: moduleEvent))
