@@ -145,7 +145,8 @@ let package = Package(
             name: "LoglineServerTests",
             dependencies: [
                 "LoglineCore", "LoglineLog", "LoglineServer", "LoglineClient", "LoglineProjectionHost",
-                "LoglineConsumerGroups", "LoglineModuleAPI", "OrdersModule", "PaymentModule", "RestaurantModule",
+                "LoglineConsumerGroups", "LoglineModuleAPI", "LoglineProtocol", "OrdersModule", "PaymentModule",
+                "RestaurantModule",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

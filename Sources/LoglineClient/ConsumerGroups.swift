@@ -146,7 +146,8 @@ extension LoglineClient {
         group: String, consumer: String, batch: Int = 10, block: Duration = .seconds(5),
         handler: @Sendable (Delivery) async throws -> Void
     ) async throws {
-        let connection = try await LoglineClient.connect(host: host, port: port, eventLoopGroup: eventLoopGroup)
+        let connection = try await LoglineClient.connect(
+            host: host, port: port, token: token, eventLoopGroup: eventLoopGroup)
         do {
             try await connection.consumeLoop(
                 group: group, consumer: consumer, batch: batch, block: block, handler: handler)

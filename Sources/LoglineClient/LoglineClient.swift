@@ -1,6 +1,7 @@
 import LoglineCore
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// A connection to a Logline server.
 ///
@@ -8,7 +9,7 @@ import NIOPosix
 /// reply, in order. Errors are ``LoglineClientError``; a server error keeps its ``ErrorCode``.
 ///
 /// ```swift
-/// let client = try await LoglineClient.connect(port: 7480)
+/// let client = try await LoglineClient.connect(port: 7480, token: token)  // token: when the server requires one
 /// let receipt = try await client.append(
 ///     to: try StreamName(aggregateType: "order", aggregateID: "o1"), eventType: "order-created",
 ///     data: #"{"customer_id":"c1"}"#)
@@ -16,16 +17,22 @@ import NIOPosix
 /// try await client.close()
 /// ```
 public final class LoglineClient: Sendable {
-    /// The server's address, as given to ``connect(host:port:eventLoopGroup:)``.
+    /// The server's address, as given to ``connect(host:port:token:eventLoopGroup:)``.
     ///
     /// Subscriptions and consumers open connections of their own to the same address.
     public let host: String
-    /// The server's port, as given to ``connect(host:port:eventLoopGroup:)``.
+    /// The server's port, as given to ``connect(host:port:token:eventLoopGroup:)``.
     public let port: Int
     /// The NIO threads this client's connections use.
     let eventLoopGroup: any EventLoopGroup
     /// The connection that carries the pipelined requests.
     let channel: any Channel
+    /// The token of the last successful ``auth(token:)``: subscriptions and consumers authenticate their own
+    /// connections with it.
+    private let authenticatedToken = Mutex<String?>(nil)
+
+    /// The token this client authenticated with, if any.
+    var token: String? { authenticatedToken.withLock { $0 } }
 
     private init(channel: any Channel, host: String, port: Int, eventLoopGroup: any EventLoopGroup) {
         self.channel = channel
@@ -34,16 +41,36 @@ public final class LoglineClient: Sendable {
         self.eventLoopGroup = eventLoopGroup
     }
 
-    /// Connects to a server.
+    /// Connects to a server, and authenticates when given a token.
     /// - Parameters:
     ///   - host: The server's address (127.0.0.1 by default).
     ///   - port: The server's port (7480 by default).
+    ///   - token: The access token, for a server started with `--auth-token-file`: sent with `AUTH` before
+    ///     anything else, and used again for the connections of subscriptions and consumers. `nil` (the
+    ///     default): no authentication.
     ///   - eventLoopGroup: The NIO threads to use (the shared singleton by default).
-    /// - Returns: A connected client.
-    /// - Throws: ``LoglineClientError/connectionFailed(_:)``.
+    /// - Returns: A connected (and authenticated) client.
+    /// - Throws: ``LoglineClientError/connectionFailed(_:)``; a refused token is
+    ///   ``LoglineClientError/server(code:message:)`` with the code ``ErrorCode/noAuth`` (``ErrorCode/badRequest``
+    ///   from a server without tokens), and the connection is closed.
     public static func connect(
-        host: String = "127.0.0.1", port: Int = 7480,
+        host: String = "127.0.0.1", port: Int = 7480, token: String? = nil,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws(LoglineClientError) -> LoglineClient {
+        let client = try await open(host: host, port: port, eventLoopGroup: eventLoopGroup)
+        if let token {
+            do {
+                try await client.auth(token: token)
+            } catch {
+                await client.close()
+                throw error
+            }
+        }
+        return client
+    }
+
+    private static func open(
+        host: String, port: Int, eventLoopGroup: any EventLoopGroup
     ) async throws(LoglineClientError) -> LoglineClient {
         do {
             let channel = try await ClientBootstrap(group: eventLoopGroup)
@@ -61,6 +88,17 @@ public final class LoglineClient: Sendable {
         } catch {
             throw .connectionFailed("\(host):\(port): \(error)")
         }
+    }
+
+    /// `AUTH <token>`: authenticates the connection with an access token. Subscriptions and consumers started
+    /// from this client afterwards authenticate with it too.
+    /// - Parameter token: The access token.
+    /// - Throws: ``LoglineClientError``: a refused token has the code ``ErrorCode/noAuth`` (after 10 refusals
+    ///   the server closes the connection).
+    public func auth(token: String) async throws(LoglineClientError) {
+        let reply = try await send(["AUTH", token])
+        guard reply.text == "OK" else { throw .unexpectedReply("\(reply)") }
+        authenticatedToken.withLock { $0 = token }
     }
 
     /// Closes the connection.

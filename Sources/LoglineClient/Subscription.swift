@@ -40,6 +40,7 @@ extension LoglineClient {
         if case .position(let position) = from { arguments += ["FROM", String(position)] }
         for type in eventTypes { arguments += ["TYPE", type] }
 
+        let token = self.token
         let connected: (channel: any Channel, pushes: SubscriptionHandler.Pushes, reply: EventLoopFuture<RESPValue>)
         do {
             connected = try await ClientBootstrap(group: eventLoopGroup)
@@ -47,7 +48,8 @@ extension LoglineClient {
                 .connectTimeout(.seconds(5))
                 .connect(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        let (handler, pushes, reply) = SubscriptionHandler.make(eventLoop: channel.eventLoop)
+                        let (handler, pushes, reply) = SubscriptionHandler.make(
+                            eventLoop: channel.eventLoop, preliminaryReplies: token == nil ? 0 : 1)
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPReplyDecoder()))
                         try channel.pipeline.syncOperations.addHandler(handler)
                         return (channel, pushes, reply)
@@ -58,6 +60,7 @@ extension LoglineClient {
         }
         let channel = connected.channel
         var request = channel.allocator.buffer(capacity: 64)
+        if let token { RESPRequestEncoder.encode([Array("AUTH".utf8), Array(token.utf8)], into: &request) }
         RESPRequestEncoder.encode(arguments.map { Array($0.utf8) }, into: &request)
         channel.writeAndFlush(request, promise: nil)
         do {
@@ -298,19 +301,25 @@ final class SubscriptionHandler: ChannelDuplexHandler {
     }
 
     private var reply: EventLoopPromise<RESPValue>?
+    /// Replies to requests sent before `SUBSCRIBE` (`AUTH`) still to come: an error among them fails `reply`.
+    private var preliminaryReplies: Int
     private var source: Pushes.Source?
     private var context: ChannelHandlerContext?
     private var buffer: [RESPValue] = []
     private var reading = Reading.on
 
-    private init(reply: EventLoopPromise<RESPValue>) {
+    private init(reply: EventLoopPromise<RESPValue>, preliminaryReplies: Int) {
         self.reply = reply
+        self.preliminaryReplies = preliminaryReplies
     }
 
-    /// Creates a handler, the sequence it feeds and the future of the first reply; on the channel's event loop.
-    static func make(eventLoop: any EventLoop) -> (SubscriptionHandler, Pushes, EventLoopFuture<RESPValue>) {
+    /// Creates a handler, the sequence it feeds and the future of the reply to `SUBSCRIBE`, which comes after
+    /// `preliminaryReplies` replies to earlier requests (`AUTH`); on the channel's event loop.
+    static func make(
+        eventLoop: any EventLoop, preliminaryReplies: Int = 0
+    ) -> (SubscriptionHandler, Pushes, EventLoopFuture<RESPValue>) {
         let reply = eventLoop.makePromise(of: RESPValue.self)
-        let handler = SubscriptionHandler(reply: reply)
+        let handler = SubscriptionHandler(reply: reply, preliminaryReplies: preliminaryReplies)
         let made = Pushes.makeSequence(
             backPressureStrategy: .init(lowWatermark: lowWatermark, highWatermark: highWatermark),
             finishOnDeinit: false, delegate: Delegate(handler: NIOLoopBound(handler, eventLoop: eventLoop)))
@@ -329,6 +338,14 @@ final class SubscriptionHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let value = unwrapInboundIn(data)
+        if preliminaryReplies > 0 {
+            preliminaryReplies -= 1
+            if case .error(let text) = value {
+                reply?.fail(LoglineClientError(errorReply: text))
+                reply = nil
+            }
+            return
+        }
         if let reply {
             self.reply = nil
             reply.succeed(value)

@@ -16,6 +16,9 @@ public enum Request: Hashable, Sendable {
     case info
     /// `QUIT`: `+OK`, then the server closes the connection.
     case quit
+    /// `AUTH <token>`, or `AUTH <username> <token>` as Redis clients send it (the username is ignored):
+    /// authenticates the connection.
+    case auth(token: [UInt8])
     /// `SUBMIT <command-name> <json>`: runs a command handler.
     case submit(command: String, body: [UInt8])
     /// `GET <view> <key> [AT <position>]`: one document of a view.

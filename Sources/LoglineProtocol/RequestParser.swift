@@ -139,6 +139,17 @@ public struct RequestParser: Sendable {
             return .info
         case "QUIT":
             return .quit
+        case "AUTH":
+            // Never echo a token back: the messages below name no argument.
+            let usage = "AUTH <token> (or AUTH <username> <token>)"
+            guard let first = arguments.nextWord() else {
+                throw RequestError(.badRequest, "missing token; usage: \(usage)")
+            }
+            let second = arguments.nextWord()
+            guard arguments.peekWord() == nil else {
+                throw RequestError(.badRequest, "too many arguments for AUTH; usage: \(usage)")
+            }
+            return .auth(token: second ?? first)
         case "COMMAND":
             return .redisCompatibility(.command)
         case "CONFIG":

@@ -12,6 +12,12 @@ import NIOCore
 /// keeps queue order), while any other request waits until the appends before it are durable.
 /// When too many requests are in flight, or the client stops reading its replies, the handler stops reading
 /// from the socket until it catches up (backpressure, rather than unbounded memory).
+///
+/// When the server has tokens, the connection has no role until `AUTH` succeeds: every request but the few that
+/// ``RequestFrame/isAllowedBeforeAuthentication`` allows is answered `-NOAUTH` unparsed, and a request its role
+/// does not permit is answered `-NOPERM`. Both checks happen as requests arrive, in order, so each request is
+/// judged by the `AUTH` requests sent before it. After ``maximumFailedAuthentications`` failed `AUTH` requests,
+/// the connection closes.
 final class ConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = RequestFrameDecoder.Outcome
     typealias OutboundOut = ByteBuffer
@@ -21,6 +27,15 @@ final class ConnectionHandler: ChannelInboundHandler {
     private let maximumPipelinedRequests: Int
     private let hub: SubscriptionHub
     private let maximumSubscriberLag: UInt64
+    private let tokens: TokenTable
+    /// What this connection may do: `nil` until `AUTH` succeeds when the server has tokens.
+    private var role: AccessToken.Role?
+    /// Failed `AUTH` requests on this connection.
+    private var failedAuthentications = 0
+    /// How many failed `AUTH` requests close the connection.
+    static let maximumFailedAuthentications = 10
+    /// `-NOPERM`: the connection's role does not allow the request (not in LoglineCore's codes).
+    static let noPermission = ErrorCode(rawValue: "NOPERM")
 
     /// A live tail in progress: the connection is in subscribed mode.
     private struct Subscription {
@@ -56,13 +71,15 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     init(
         executor: RequestExecutor, parser: RequestParser, maximumPipelinedRequests: Int, hub: SubscriptionHub,
-        maximumSubscriberLag: UInt64
+        maximumSubscriberLag: UInt64, tokens: TokenTable
     ) {
         self.executor = executor
         self.parser = parser
         self.maximumPipelinedRequests = maximumPipelinedRequests
         self.hub = hub
         self.maximumSubscriberLag = maximumSubscriberLag
+        self.tokens = tokens
+        self.role = tokens.isEnabled ? nil : .readWrite
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -99,6 +116,10 @@ final class ConnectionHandler: ChannelInboundHandler {
             if error.closesConnection { closeAfterSlot = slot }
             fill(slot, with: executor.errorReply(error.code, error.message))
         case .frame(let frame):
+            if role == nil && !frame.isAllowedBeforeAuthentication {
+                fill(slot, with: executor.errorReply(.noAuth, "authentication required; send AUTH <token>"))
+                return
+            }
             let request: Request
             do {
                 request = try parser.parse(frame)
@@ -109,6 +130,10 @@ final class ConnectionHandler: ChannelInboundHandler {
             if case .quit = request { closeAfterSlot = slot }
             if subscription != nil {
                 fill(slot, with: subscribedModeReply(request))
+                return
+            }
+            if let refusal = accessRefusal(request, in: slot) {
+                fill(slot, with: refusal)
                 return
             }
             if waiting.isEmpty && mayStart(request) {
@@ -148,6 +173,43 @@ final class ConnectionHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         // Connection resets and the like: nothing to reply to.
         context.close(promise: nil)
+    }
+
+    // MARK: - Authentication
+
+    /// The reply to `AUTH`, or the refusal of a request the connection may not make; `nil` when the request
+    /// goes on to run.
+    private func accessRefusal(_ request: Request, in slot: Int) -> ByteBuffer? {
+        if case .auth(let token) = request, tokens.isEnabled {
+            return authenticate(token, in: slot)
+        }
+        let access = request.requiredAccess
+        guard access != .unauthenticated else { return nil }
+        guard let role else {
+            return executor.errorReply(.noAuth, "authentication required; send AUTH <token>")
+        }
+        guard role.permits(access) else {
+            return executor.errorReply(Self.noPermission, "this token is read-only")
+        }
+        return nil
+    }
+
+    /// Checks a token: on success the connection takes its role; a failure leaves the role as it was, and the
+    /// last allowed failure closes the connection after its reply.
+    private func authenticate(_ token: [UInt8], in slot: Int) -> ByteBuffer {
+        if let granted = tokens.role(for: token) {
+            role = granted
+            var reply = ByteBufferAllocator().buffer(capacity: 8)
+            ReplyWriter.simpleString("OK", into: &reply)
+            return reply
+        }
+        failedAuthentications += 1
+        guard failedAuthentications < Self.maximumFailedAuthentications else {
+            closeAfterSlot = slot
+            return executor.errorReply(
+                .noAuth, "invalid token; \(Self.maximumFailedAuthentications) failed attempts, closing the connection")
+        }
+        return executor.errorReply(.noAuth, "invalid token")
     }
 
     /// Whether a request may start now: an append when nothing but appends is in flight (the log's writer

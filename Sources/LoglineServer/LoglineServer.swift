@@ -27,8 +27,14 @@ public final class LoglineServer: Service, Sendable {
         public var maximumPipelinedRequests: Int = 1024
         /// How many events a live subscriber that does not read may fall behind before it is dropped.
         public var maximumSubscriberLag: UInt64 = 100_000
+        /// The tokens clients must present with `AUTH` before any request but `AUTH`, `PING`, `QUIT` and the Redis
+        /// housekeeping verbs; empty (the default): no authentication, every connection may read and write.
+        public var tokens: [AccessToken] = []
+        /// Whether the server may listen on an address other than loopback without ``tokens``
+        /// (`logline serve --insecure`); see ``validate()``.
+        public var insecure = false
 
-        /// The defaults: 127.0.0.1:7480, 1 MiB requests.
+        /// The defaults: 127.0.0.1:7480, 1 MiB requests, no authentication.
         public init() {}
     }
 
@@ -63,8 +69,11 @@ public final class LoglineServer: Service, Sendable {
     }
 
     /// Listens until graceful shutdown or cancellation.
-    /// - Throws: When the address cannot be bound.
+    /// - Throws: ``ConfigurationError`` when the configuration is refused (see ``Configuration/validate()``);
+    ///   an error when the address cannot be bound.
     public func run() async throws {
+        try configuration.validate()
+        let tokens = TokenTable(configuration.tokens)
         let decoder = RequestFrameDecoder(maximumRequestBytes: configuration.maximumRequestBytes)
         let parser = RequestParser(maximumDataBytes: configuration.maximumRequestBytes)
         let executor = self.executor
@@ -85,13 +94,21 @@ public final class LoglineServer: Service, Sendable {
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionHandler(
                             executor: executor, parser: parser, maximumPipelinedRequests: maximumPipelined, hub: hub,
-                            maximumSubscriberLag: maximumLag))
+                            maximumSubscriberLag: maximumLag, tokens: tokens))
                 }
             }
             .bind(host: configuration.host, port: configuration.port)
             .get()
         let address = serverChannel.localAddress!
         logger.info("listening", metadata: ["address": "\(address)"])
+        if tokens.isEnabled {
+            let readOnly = configuration.tokens.filter { $0.role == .readOnly }.count
+            logger.info(
+                "authentication required",
+                metadata: [
+                    "read-write tokens": "\(configuration.tokens.count - readOnly)", "read-only tokens": "\(readOnly)",
+                ])
+        }
         await onServerRunning(address)
 
         await withTaskCancellationHandler {

@@ -61,6 +61,9 @@ final class RequestExecutor: Sendable {
             var buffer = allocator.buffer(capacity: 8)
             ReplyWriter.simpleString("OK", into: &buffer)
             return buffer
+        case .auth:
+            // With tokens, the connection handler answers AUTH itself; without, there is nothing to check.
+            return errorReply(.badRequest, "AUTH is not enabled on this server: it runs without --auth-token-file")
         case .append(let command):
             let request = AppendRequest(
                 stream: command.stream, expectedVersion: command.expectedVersion,

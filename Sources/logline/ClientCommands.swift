@@ -11,10 +11,24 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: "The server's port.")
     var port: Int = 7480
 
-    /// Connects, runs `body`, closes; prints a failure as one line and exits 1.
+    @Option(
+        name: .long,
+        help: "The access token, when the server requires one (default: $LOGLINE_TOKEN, which keeps it out of ps).")
+    var token: String?
+
+    /// `--token`, else a non-empty `LOGLINE_TOKEN`, else none.
+    var effectiveToken: String? {
+        if let token { return token }
+        guard let fromEnvironment = ProcessInfo.processInfo.environment["LOGLINE_TOKEN"], !fromEnvironment.isEmpty
+        else { return nil }
+        return fromEnvironment
+    }
+
+    /// Connects (and authenticates with the token, if any), runs `body`, closes; prints a failure as one line and
+    /// exits 1.
     func withClient(_ body: (LoglineClient) async throws -> Void) async throws {
         do {
-            let client = try await LoglineClient.connect(host: host, port: port)
+            let client = try await LoglineClient.connect(host: host, port: port, token: effectiveToken)
             do {
                 try await body(client)
             } catch {

@@ -42,6 +42,51 @@ struct Serve: AsyncParsableCommand {
         name: .long, help: "How many events a live subscriber that does not read may fall behind before it is dropped.")
     var maxSubscriberLag: UInt64 = 100_000
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A file of access tokens, one '<role> <token>' a line (role: read-write or read-only; a token alone is "
+                + "read-write; # comments). Clients must then send AUTH <token>.",
+            valueName: "file"))
+    var authTokenFile: String?
+
+    @Flag(
+        name: .long,
+        help: ArgumentHelp(
+            "Allow listening on a non-loopback address without --auth-token-file: anyone who can reach the port "
+                + "may read and write."))
+    var insecure = false
+
+    /// Prints `logline: error: <message>` on stderr and fails with exit code 1.
+    private func fail(_ message: String) -> ExitCode {
+        FileHandle.standardError.write(Data("logline: error: \(message)\n".utf8))
+        return ExitCode(1)
+    }
+
+    /// The tokens of `--auth-token-file`, or none.
+    private func loadTokens() throws -> [AccessToken] {
+        guard let path = authTokenFile else { return [] }
+        let contents: String
+        do {
+            contents = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw fail("cannot read --auth-token-file \(path): \((error as NSError).localizedDescription)")
+        }
+        let tokens: [AccessToken]
+        do {
+            tokens = try AccessToken.parseFile(contents: contents)
+        } catch {
+            throw fail("--auth-token-file \(path): \(error)")
+        }
+        if let permissions = try? FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int,
+            permissions & 0o077 != 0
+        {
+            FileHandle.standardError.write(
+                Data("logline: warning: --auth-token-file \(path) is readable by other users; chmod 600 it\n".utf8))
+        }
+        return tokens
+    }
+
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
             throw ValidationError("unknown log level '\(logLevel)'")
@@ -54,6 +99,24 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "logline")
         guard let credit = ExactDecimal(initialCredit), !credit.isNegative else {
             throw ValidationError("--initial-credit must be a plain decimal such as 1000.00")
+        }
+        var configuration = LoglineServer.Configuration()
+        configuration.host = host
+        configuration.port = port
+        configuration.maximumRequestBytes = maxRequestBytes
+        configuration.maximumSubscriberLag = maxSubscriberLag
+        configuration.tokens = try loadTokens()
+        configuration.insecure = insecure
+        do {
+            try configuration.validate()
+        } catch {
+            throw fail("\(error)")
+        }
+        if configuration.tokens.isEmpty && !LoglineServer.Configuration.isLoopback(host) {
+            FileHandle.standardError.write(
+                Data(
+                    "logline: warning: --insecure: anyone who can reach \(host) may read and write, without a token\n"
+                        .utf8))
         }
         let groupNames = modules.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let selectedModules = try ModuleRegistry.modules(
@@ -68,10 +131,6 @@ struct Serve: AsyncParsableCommand {
         }
         defer { log.close() }
 
-        var configuration = LoglineServer.Configuration()
-        configuration.host = host
-        configuration.port = port
-        configuration.maximumRequestBytes = maxRequestBytes
         let projectionHost: ProjectionHost
         do {
             projectionHost = try ProjectionHost(log: log, modules: selectedModules, logger: logger)
@@ -86,7 +145,6 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardError.write(Data("logline: error: \(error)\n".utf8))
             throw ExitCode(1)
         }
-        configuration.maximumSubscriberLag = maxSubscriberLag
         let directory = log.directory
         let host = self.host
         let server = LoglineServer(
