@@ -1,11 +1,12 @@
 // A notification service outside the server: it consumes the consumer group "notifications" (order-approved
 // and order-rejected) with two workers, and tells the customer of each order how it ended.
 //
-//     swift run NotificationService [--host 127.0.0.1] [--port 7480]
+//     swift run NotificationService [--host 127.0.0.1] [--port 7480] [--token TOKEN]   (or LOGLINE_TOKEN)
 //
 // Stop it with Ctrl-C (SIGINT) or SIGTERM. See examples/README.md.
 
 import Dispatch
+import Foundation
 import LoglineClient
 import LoglineCore
 
@@ -29,8 +30,9 @@ enum NotificationService {
     static func run(arguments: [String]) async -> Int32 {
         let host: String
         let port: Int
+        let token: String?
         switch options(arguments) {
-        case .success(let options): (host, port) = options
+        case .success(let options): (host, port, token) = options
         case .failure(let usage):
             emit(usage.text, to: usage.isError ? 2 : 1)
             return usage.isError ? 2 : 0
@@ -38,7 +40,7 @@ enum NotificationService {
 
         let client: LoglineClient
         do {
-            client = try await LoglineClient.connect(host: host, port: port)
+            client = try await LoglineClient.connect(host: host, port: port, token: token)
             try await createGroup(client)
         } catch {
             emit("notification-service: \(error)\n", to: 2)
@@ -113,11 +115,13 @@ enum NotificationService {
         var isError: Bool
     }
 
-    /// Reads `--host` and `--port`.
-    static func options(_ arguments: [String]) -> Result<(host: String, port: Int), Usage> {
-        let usage = "usage: NotificationService [--host HOST] [--port PORT]   (default 127.0.0.1:7480)\n"
+    /// Reads `--host`, `--port` and `--token` (the token also from `LOGLINE_TOKEN`).
+    static func options(_ arguments: [String]) -> Result<(host: String, port: Int, token: String?), Usage> {
+        let usage =
+            "usage: NotificationService [--host HOST] [--port PORT] [--token TOKEN]   (default 127.0.0.1:7480)\n"
         var host = "127.0.0.1"
         var port = 7480
+        var token = ProcessInfo.processInfo.environment["LOGLINE_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         var rest = arguments[...]
         while let argument = rest.popFirst() {
             switch argument {
@@ -129,13 +133,16 @@ enum NotificationService {
                     return .failure(Usage(text: usage, isError: true))
                 }
                 port = value
+            case "--token":
+                guard let value = rest.popFirst() else { return .failure(Usage(text: usage, isError: true)) }
+                token = value
             case "-h", "--help":
                 return .failure(Usage(text: usage, isError: false))
             default:
                 return .failure(Usage(text: "unknown argument '\(argument)'\n" + usage, isError: true))
             }
         }
-        return .success((host, port))
+        return .success((host, port, token))
     }
 
     /// Calls `stop` on the first of these signals, instead of letting them end the process.
