@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // Core vocabulary shared by everything: envelope, positions, names, JSON validation. No dependencies.
@@ -78,24 +79,27 @@ let package = Package(
         .target(name: "PaymentModule", dependencies: ["LoglineCore", "LoglineModuleAPI"], path: "projections/Payment"),
         .target(
             name: "RestaurantModule", dependencies: ["LoglineCore", "LoglineModuleAPI"], path: "projections/Restaurant"),
-        // The TCP server: SwiftNIO pipeline, request dispatch, lifecycle.
+        // The TCP server: SwiftNIO pipeline (with optional TLS), request dispatch, lifecycle.
         .target(
             name: "LoglineServer",
             dependencies: [
                 "LoglineCore", "LoglineLog", "LoglineProtocol", "LoglineProjectionHost", "LoglineConsumerGroups",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // The Swift client library (async/await, pipelined).
+        // The Swift client library (async/await, pipelined, optional TLS).
         .target(
             name: "LoglineClient",
             dependencies: [
                 "LoglineCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
             ]
         ),
         // The `logline` command: the composition root.
@@ -149,6 +153,8 @@ let package = Package(
                 "RestaurantModule",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

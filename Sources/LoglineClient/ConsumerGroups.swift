@@ -147,7 +147,7 @@ extension LoglineClient {
         handler: @Sendable (Delivery) async throws -> Void
     ) async throws {
         let connection = try await LoglineClient.connect(
-            host: host, port: port, token: token, eventLoopGroup: eventLoopGroup)
+            host: host, port: port, token: token, tlsContext: tlsContext, eventLoopGroup: eventLoopGroup)
         do {
             try await connection.consumeLoop(
                 group: group, consumer: consumer, batch: batch, block: block, handler: handler)

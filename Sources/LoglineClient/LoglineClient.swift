@@ -10,6 +10,7 @@ import Synchronization
 ///
 /// ```swift
 /// let client = try await LoglineClient.connect(port: 7480, token: token)  // token: when the server requires one
+/// // Over TLS: let client = try await LoglineClient.connect(port: 7480, tls: ClientTLS(caFile: "ca.pem"))
 /// let receipt = try await client.append(
 ///     to: try StreamName(aggregateType: "order", aggregateID: "o1"), eventType: "order-created",
 ///     data: #"{"customer_id":"c1"}"#)
@@ -17,12 +18,18 @@ import Synchronization
 /// try await client.close()
 /// ```
 public final class LoglineClient: Sendable {
-    /// The server's address, as given to ``connect(host:port:token:eventLoopGroup:)``.
+    /// The server's address, as given to ``connect(host:port:token:tls:eventLoopGroup:)``.
     ///
     /// Subscriptions and consumers open connections of their own to the same address.
     public let host: String
-    /// The server's port, as given to ``connect(host:port:token:eventLoopGroup:)``.
+    /// The server's port, as given to ``connect(host:port:token:tls:eventLoopGroup:)``.
     public let port: Int
+    /// The TLS settings, as given to ``connect(host:port:token:tls:eventLoopGroup:)``; `nil`: plain TCP.
+    ///
+    /// The connections of subscriptions and consumers use the same settings.
+    public var tls: ClientTLS? { tlsContext?.settings }
+    /// The TLS context every connection of this client uses, or `nil` for plain TCP.
+    let tlsContext: ClientTLSContext?
     /// The NIO threads this client's connections use.
     let eventLoopGroup: any EventLoopGroup
     /// The connection that carries the pipelined requests.
@@ -34,30 +41,47 @@ public final class LoglineClient: Sendable {
     /// The token this client authenticated with, if any.
     var token: String? { authenticatedToken.withLock { $0 } }
 
-    private init(channel: any Channel, host: String, port: Int, eventLoopGroup: any EventLoopGroup) {
+    private init(
+        channel: any Channel, host: String, port: Int, tlsContext: ClientTLSContext?, eventLoopGroup: any EventLoopGroup
+    ) {
         self.channel = channel
         self.host = host
         self.port = port
+        self.tlsContext = tlsContext
         self.eventLoopGroup = eventLoopGroup
     }
 
-    /// Connects to a server, and authenticates when given a token.
+    /// Connects to a server (over TLS when given ``ClientTLS`` settings), and authenticates when given a token.
     /// - Parameters:
     ///   - host: The server's address (127.0.0.1 by default).
     ///   - port: The server's port (7480 by default).
     ///   - token: The access token, for a server started with `--auth-token-file`: sent with `AUTH` before
     ///     anything else, and used again for the connections of subscriptions and consumers. `nil` (the
     ///     default): no authentication.
+    ///   - tls: TLS settings, for a server started with `--tls-cert` and `--tls-key`: the connection, and those of
+    ///     subscriptions and consumers, speak TLS 1.2 or later and check the server's certificate. `nil` (the
+    ///     default): plain TCP.
     ///   - eventLoopGroup: The NIO threads to use (the shared singleton by default).
-    /// - Returns: A connected (and authenticated) client.
-    /// - Throws: ``LoglineClientError/connectionFailed(_:)``; a refused token is
+    /// - Returns: A connected (and authenticated) client; with TLS, once the handshake is done.
+    /// - Throws: ``LoglineClientError/connectionFailed(_:)``, also when the CA file cannot be read or the TLS
+    ///   handshake fails (an untrusted certificate, a wrong name, a server without TLS); a refused token is
     ///   ``LoglineClientError/server(code:message:)`` with the code ``ErrorCode/noAuth`` (``ErrorCode/badRequest``
     ///   from a server without tokens), and the connection is closed.
     public static func connect(
-        host: String = "127.0.0.1", port: Int = 7480, token: String? = nil,
+        host: String = "127.0.0.1", port: Int = 7480, token: String? = nil, tls: ClientTLS? = nil,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws(LoglineClientError) -> LoglineClient {
-        let client = try await open(host: host, port: port, eventLoopGroup: eventLoopGroup)
+        let tlsContext = try tls.map { (tls) throws(LoglineClientError) in try ClientTLSContext(tls, host: host) }
+        return try await connect(
+            host: host, port: port, token: token, tlsContext: tlsContext, eventLoopGroup: eventLoopGroup)
+    }
+
+    /// Connects with a TLS context already built: the connections of subscriptions and consumers share their
+    /// client's.
+    static func connect(
+        host: String, port: Int, token: String?, tlsContext: ClientTLSContext?, eventLoopGroup: any EventLoopGroup
+    ) async throws(LoglineClientError) -> LoglineClient {
+        let client = try await open(host: host, port: port, tlsContext: tlsContext, eventLoopGroup: eventLoopGroup)
         if let token {
             do {
                 try await client.auth(token: token)
@@ -70,23 +94,39 @@ public final class LoglineClient: Sendable {
     }
 
     private static func open(
-        host: String, port: Int, eventLoopGroup: any EventLoopGroup
+        host: String, port: Int, tlsContext: ClientTLSContext?, eventLoopGroup: any EventLoopGroup
     ) async throws(LoglineClientError) -> LoglineClient {
+        let connected: (channel: any Channel, handshake: EventLoopFuture<Void>?)
         do {
-            let channel = try await ClientBootstrap(group: eventLoopGroup)
+            connected = try await ClientBootstrap(group: eventLoopGroup)
                 .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
                 .connectTimeout(.seconds(5))
-                .channelInitializer { channel in
+                .connect(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        let handshake = try tlsContext?.addHandlers(to: channel)
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPReplyDecoder()))
                         try channel.pipeline.syncOperations.addHandler(ClientHandler())
+                        return (channel, handshake)
                     }
                 }
-                .connect(host: host, port: port)
-                .get()
-            return LoglineClient(channel: channel, host: host, port: port, eventLoopGroup: eventLoopGroup)
         } catch {
             throw .connectionFailed("\(host):\(port): \(error)")
+        }
+        try await awaitHandshake(connected.handshake, of: connected.channel, host: host, port: port)
+        return LoglineClient(
+            channel: connected.channel, host: host, port: port, tlsContext: tlsContext, eventLoopGroup: eventLoopGroup)
+    }
+
+    /// Waits for the TLS handshake of a new connection, if it has one; closes the connection when it fails.
+    static func awaitHandshake(
+        _ handshake: EventLoopFuture<Void>?, of channel: any Channel, host: String, port: Int
+    ) async throws(LoglineClientError) {
+        guard let handshake else { return }
+        do {
+            try await handshake.get()
+        } catch {
+            try? await channel.close()
+            throw .connectionFailed("\(host):\(port): TLS handshake failed: \(error)")
         }
     }
 

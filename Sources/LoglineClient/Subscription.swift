@@ -41,7 +41,12 @@ extension LoglineClient {
         for type in eventTypes { arguments += ["TYPE", type] }
 
         let token = self.token
-        let connected: (channel: any Channel, pushes: SubscriptionHandler.Pushes, reply: EventLoopFuture<RESPValue>)
+        let tlsContext = self.tlsContext
+        let connected:
+            (
+                channel: any Channel, pushes: SubscriptionHandler.Pushes, reply: EventLoopFuture<RESPValue>,
+                handshake: EventLoopFuture<Void>?
+            )
         do {
             connected = try await ClientBootstrap(group: eventLoopGroup)
                 .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
@@ -50,15 +55,17 @@ extension LoglineClient {
                     channel.eventLoop.makeCompletedFuture {
                         let (handler, pushes, reply) = SubscriptionHandler.make(
                             eventLoop: channel.eventLoop, preliminaryReplies: token == nil ? 0 : 1)
+                        let handshake = try tlsContext?.addHandlers(to: channel)
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPReplyDecoder()))
                         try channel.pipeline.syncOperations.addHandler(handler)
-                        return (channel, pushes, reply)
+                        return (channel, pushes, reply, handshake)
                     }
                 }
         } catch {
             throw .connectionFailed("\(host):\(port): \(error)")
         }
         let channel = connected.channel
+        try await LoglineClient.awaitHandshake(connected.handshake, of: channel, host: host, port: port)
         var request = channel.allocator.buffer(capacity: 64)
         if let token { RESPRequestEncoder.encode([Array("AUTH".utf8), Array(token.utf8)], into: &request) }
         RESPRequestEncoder.encode(arguments.map { Array($0.utf8) }, into: &request)

@@ -217,6 +217,13 @@ public protocol EventLog: Sendable {
     /// - Throws: A storage error.
     func readState(table: String, keys: [[UInt8]]) throws -> [[UInt8]?]
 
+    /// Writes a consistent copy of the whole store (events and state tables) while appends go on; starting a
+    /// server on the copy restores it.
+    /// - Parameter destination: Where the copy goes: a directory that must not exist yet, or be empty.
+    /// - Returns: The last position in the copy.
+    /// - Throws: A storage error, or when the destination is not usable.
+    func backup(to destination: String) throws -> LogPosition
+
     /// Walks a state table in key order.
     /// - Parameters:
     ///   - table: The table.

@@ -354,6 +354,35 @@ public final class LMDBEventLog: EventLog {
         }
     }
 
+    /// Writes a compacted copy of the environment with `mdb_env_copy2`: it reads through one read transaction,
+    /// so the copy is the log as of one commit, however many appends go on meanwhile.
+    /// - Parameter destination: A directory that must not exist yet, or be empty; it is created.
+    /// - Returns: The last position in the copy.
+    /// - Throws: ``OpenError/io(_:)`` when the destination is not usable, or ``LoglineLMDB/LMDBError``.
+    public func backup(to destination: String) throws -> LogPosition {
+        let manager = FileManager.default
+        var isDirectory: ObjCBool = false
+        if manager.fileExists(atPath: destination, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue, (try? manager.contentsOfDirectory(atPath: destination))?.isEmpty == true else {
+                throw OpenError.io("backup destination \(destination) exists and is not an empty directory")
+            }
+        } else {
+            do {
+                try manager.createDirectory(atPath: destination, withIntermediateDirectories: true)
+            } catch {
+                throw OpenError.io("cannot create backup destination \(destination): \(error.localizedDescription)")
+            }
+        }
+        let last = try environment.read { transaction in
+            try transaction.withCursor(events) { cursor in
+                try cursor.last().map { StorageLayout.readBigEndian($0.key) } ?? 0
+            }
+        }
+        try environment.copy(to: destination, compact: true)
+        logger.info("backup written", metadata: ["destination": "\(destination)", "at_least_position": "\(last)"])
+        return last
+    }
+
     /// A stream's current version (0 when it has no events).
     /// - Parameter stream: The stream.
     /// - Returns: Its version.

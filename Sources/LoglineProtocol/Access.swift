@@ -23,7 +23,8 @@ extension Request {
         case .read, .readAll, .info, .get, .query, .views, .projections, .parked, .subscribe, .unsubscribe, .groups,
             .fetch, .ack, .nack, .pending, .dead:
             return .read
-        case .append, .appendMany, .submit, .rebuild, .retry, .skip, .groupCreate, .groupDelete:
+        case .append, .appendMany, .submit, .rebuild, .retry, .skip, .groupCreate, .groupDelete, .backup:
+            // BACKUP writes files on the server's machine: only a read-write token may ask for it.
             return .write
         }
     }

@@ -57,6 +57,8 @@ public enum Request: Hashable, Sendable {
     case pending(group: String)
     /// `DEAD <group>`.
     case dead(group: String)
+    /// `BACKUP <directory>`: a consistent, compacted copy of the store into a new directory on the server.
+    case backup(directory: String)
     /// Verbs that Redis tools send on their own (`COMMAND`, `CONFIG GET`, `CLIENT`, `SELECT`, `ECHO`), answered
     /// harmlessly so that redis-cli, redis-benchmark and client libraries work.
     case redisCompatibility(RedisCompatibilityCommand)

@@ -134,6 +134,12 @@ public struct RequestParser: Sendable {
             let group = try name(&arguments, field: "group", usage: "\(verb) <group>")
             try arguments.expectEnd(verb)
             return verb == "PENDING" ? .pending(group: group) : .dead(group: group)
+        case "BACKUP":
+            guard let directory = arguments.rest(), !directory.isEmpty, directory.count <= 4096,
+                !directory.contains(0)
+            else { throw RequestError(.badRequest, "usage: BACKUP <directory on the server>") }
+            try arguments.expectEnd(verb)
+            return .backup(directory: String(decoding: directory, as: UTF8.self))
         case "INFO":
             _ = arguments.rest()  // Redis clients may send `INFO <section>`; Logline has one section.
             return .info

@@ -9,7 +9,8 @@ import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
-/// The Logline server: one TCP socket speaking the line protocol (RESP and inline), over an ``EventLog``.
+/// The Logline server: one TCP socket speaking the line protocol (RESP and inline), over an ``EventLog``; over TLS
+/// when ``Configuration/tls`` is set.
 ///
 /// A `Service`: run it in a `ServiceGroup`, which handles SIGTERM and SIGINT. On graceful shutdown it stops
 /// accepting connections and closes the open ones; the owner of the log closes the log afterwards, which
@@ -33,8 +34,14 @@ public final class LoglineServer: Service, Sendable {
         /// Whether the server may listen on an address other than loopback without ``tokens``
         /// (`logline serve --insecure`); see ``validate()``.
         public var insecure = false
+        /// TLS for the port (`logline serve --tls-cert CERT.pem --tls-key KEY.pem`): when set, every connection
+        /// speaks TLS 1.2 or later and plain TCP is refused; `nil` (the default): plain TCP. See ``ServerTLS``.
+        ///
+        /// TLS does not replace ``tokens``: it keeps them, and everything else on the wire, secret, while the
+        /// tokens say who may read and write. The loopback rule of ``validate()`` is about tokens only.
+        public var tls: ServerTLS?
 
-        /// The defaults: 127.0.0.1:7480, 1 MiB requests, no authentication.
+        /// The defaults: 127.0.0.1:7480, 1 MiB requests, no authentication, no TLS.
         public init() {}
     }
 
@@ -80,6 +87,8 @@ public final class LoglineServer: Service, Sendable {
         let hub = self.hub
         let maximumLag = configuration.maximumSubscriberLag
         let maximumPipelined = configuration.maximumPipelinedRequests
+        let tls = configuration.tls
+        let logger = self.logger
         let serverChannel = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -89,6 +98,11 @@ public final class LoglineServer: Service, Sendable {
             .childChannelInitializer { [self] channel in
                 self.track(channel)
                 return channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        // First in the pipeline: everything after it sees plaintext.
+                        try channel.pipeline.syncOperations.addHandler(tls.makeHandler())
+                        try channel.pipeline.syncOperations.addHandler(TLSErrorFilter(logger: logger))
+                    }
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(RequestDecoderHandler(decoder: decoder)))
                     try channel.pipeline.syncOperations.addHandler(
@@ -100,7 +114,7 @@ public final class LoglineServer: Service, Sendable {
             .bind(host: configuration.host, port: configuration.port)
             .get()
         let address = serverChannel.localAddress!
-        logger.info("listening", metadata: ["address": "\(address)"])
+        logger.info("listening", metadata: ["address": "\(address)", "tls": "\(tls != nil ? "on" : "off")"])
         if tokens.isEnabled {
             let readOnly = configuration.tokens.filter { $0.role == .readOnly }.count
             logger.info(
@@ -120,8 +134,11 @@ public final class LoglineServer: Service, Sendable {
         } onCancel: {
             serverChannel.close(promise: nil)
         }
+        // Closed together: with TLS, each close waits (up to NIOSSL's shutdown timeout) for the client's close_notify.
         let open = connections.withLock { Array($0.values) }
-        for channel in open { try? await channel.close() }
+        await withTaskGroup(of: Void.self) { group in
+            for channel in open { group.addTask { try? await channel.close() } }
+        }
         logger.info("stopped listening", metadata: ["address": "\(address)"])
     }
 

@@ -109,6 +109,23 @@ final class RequestExecutor: Sendable {
                 return self.simpleReply(try await host.retry(module: name, position: position))
             }
             return nil
+        case .backup(let directory):
+            // The copy reads the whole store: run it off the event loop.
+            let log = self.log
+            runTask(tasks, completion) { () async throws(HostError) in
+                do {
+                    let position = try await Task.detached { try log.backup(to: directory) }.value
+                    var json: [UInt8] = Array(#"{"directory":"#.utf8)
+                    JSONWriter.appendString(directory, to: &json)
+                    json.append(contentsOf: #","includes_position":"#.utf8)
+                    EnvelopeJSON.appendDecimal(position, to: &json)
+                    json.append(UInt8(ascii: "}"))
+                    return self.bulkReply(json)
+                } catch {
+                    return self.errorReply(.internal, "backup failed: \(error)")
+                }
+            }
+            return nil
         case .subscribe, .unsubscribe:
             // The connection handler runs live tails; UNSUBSCRIBE outside one is answered as Redis does.
             var buffer = allocator.buffer(capacity: 32)

@@ -3,7 +3,7 @@ import Foundation
 import LoglineClient
 import LoglineCore
 
-/// The address of the server a client subcommand talks to.
+/// The server a client subcommand talks to: its address, the token, and TLS.
 struct ConnectionOptions: ParsableArguments {
     @Option(name: .long, help: "The server's address.")
     var host: String = "127.0.0.1"
@@ -15,6 +15,25 @@ struct ConnectionOptions: ParsableArguments {
         name: .long,
         help: "The access token, when the server requires one (default: $LOGLINE_TOKEN, which keeps it out of ps).")
     var token: String?
+
+    @Flag(
+        name: .long,
+        help: "Connect over TLS, checking the server's certificate against the system's trust roots (or --tls-ca).")
+    var tls = false
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Connect over TLS, trusting only the certificates of this PEM file (a private CA, or the server's own "
+                + "self-signed certificate). Implies --tls.",
+            valueName: "file"))
+    var tlsCA: String?
+
+    /// The TLS settings of `--tls` and `--tls-ca`, or `nil` for plain TCP.
+    var clientTLS: ClientTLS? {
+        guard tls || tlsCA != nil else { return nil }
+        return ClientTLS(caFile: tlsCA)
+    }
 
     /// `--token`, else a non-empty `LOGLINE_TOKEN`, else none.
     var effectiveToken: String? {
@@ -28,7 +47,8 @@ struct ConnectionOptions: ParsableArguments {
     /// exits 1.
     func withClient(_ body: (LoglineClient) async throws -> Void) async throws {
         do {
-            let client = try await LoglineClient.connect(host: host, port: port, token: effectiveToken)
+            let client = try await LoglineClient.connect(
+                host: host, port: port, token: effectiveToken, tls: clientTLS)
             do {
                 try await body(client)
             } catch {
@@ -37,7 +57,9 @@ struct ConnectionOptions: ParsableArguments {
             }
             await client.close()
         } catch let error as LoglineClientError {
-            FileHandle.standardError.write(Data("logline: error: \(error)\n".utf8))
+            // A server on a TLS port closes a plain connection without a reply.
+            let hint = error == .connectionClosed && clientTLS == nil ? " (does the server need --tls?)" : ""
+            FileHandle.standardError.write(Data("logline: error: \(error)\(hint)\n".utf8))
             throw ExitCode(1)
         } catch let error as NameError {
             FileHandle.standardError.write(Data("logline: error: BADREQ \(error)\n".utf8))

@@ -14,7 +14,7 @@ struct Logline: AsyncParsableCommand {
             Serve.self, Ping.self, Append.self, AppendMany.self, Read.self, ReadAll.self, Info.self, Submit.self,
             Get.self,
             Query.self, Views.self, Projections.self, Rebuild.self, Parked.self, Retry.self, Skip.self, Load.self,
-            CheckCommand.self, ExportCommand.self, ImportCommand.self,
+            CheckCommand.self, ExportCommand.self, ImportCommand.self, BackupCommand.self,
         ]
     )
 }

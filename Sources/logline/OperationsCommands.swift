@@ -671,3 +671,23 @@ private func systemWrite(_ descriptor: Int32, _ bytes: UnsafeRawPointer?, _ coun
 private func systemRead(_ descriptor: Int32, _ bytes: UnsafeMutableRawPointer?, _ count: Int) -> Int {
     read(descriptor, bytes, count)
 }
+
+/// `logline backup`: asks a running server for a consistent, compacted copy of its store.
+struct BackupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Have a running server write a consistent copy of its store to DEST, while writes go on.",
+        discussion: """
+            DEST is a path on the server's machine; it must not exist yet, or be an empty directory. To restore, \
+            start a server on the copy: logline serve --data DEST.
+            """)
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "The directory for the copy, on the server's machine.") var destination: String
+
+    func run() async throws {
+        let path =
+            destination.hasPrefix("/")
+            ? destination : FileManager.default.currentDirectoryPath + "/" + destination
+        try await connection.withClient { client in printReply(try await client.send(["BACKUP", path])) }
+    }
+}

@@ -57,6 +57,19 @@ struct Serve: AsyncParsableCommand {
                 + "may read and write."))
     var insecure = false
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Speak TLS (1.2 or later) on the port with this PEM certificate chain (the server's certificate first); "
+                + "needs --tls-key. Plain TCP is then refused.",
+            valueName: "file"))
+    var tlsCert: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("The PEM private key of --tls-cert (unencrypted).", valueName: "file"))
+    var tlsKey: String?
+
     /// Prints `logline: error: <message>` on stderr and fails with exit code 1.
     private func fail(_ message: String) -> ExitCode {
         FileHandle.standardError.write(Data("logline: error: \(message)\n".utf8))
@@ -87,6 +100,24 @@ struct Serve: AsyncParsableCommand {
         return tokens
     }
 
+    /// The TLS settings of `--tls-cert` and `--tls-key`, or none.
+    private func loadTLS() throws -> ServerTLS? {
+        switch (tlsCert, tlsKey) {
+        case (nil, nil):
+            return nil
+        case (.some, nil):
+            throw fail("--tls-cert needs --tls-key")
+        case (nil, .some):
+            throw fail("--tls-key needs --tls-cert")
+        case (let certificate?, let key?):
+            do {
+                return try ServerTLS(certificateChainFile: certificate, privateKeyFile: key)
+            } catch {
+                throw fail("\(error)")
+            }
+        }
+    }
+
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
             throw ValidationError("unknown log level '\(logLevel)'")
@@ -107,6 +138,7 @@ struct Serve: AsyncParsableCommand {
         configuration.maximumSubscriberLag = maxSubscriberLag
         configuration.tokens = try loadTokens()
         configuration.insecure = insecure
+        configuration.tls = try loadTLS()
         do {
             try configuration.validate()
         } catch {
@@ -117,6 +149,11 @@ struct Serve: AsyncParsableCommand {
                 Data(
                     "logline: warning: --insecure: anyone who can reach \(host) may read and write, without a token\n"
                         .utf8))
+        } else if configuration.tls == nil && !LoglineServer.Configuration.isLoopback(host) {
+            FileHandle.standardError.write(
+                Data(
+                    ("logline: warning: tokens travel in clear text to \(host): give --tls-cert and --tls-key, or use "
+                        + "a TLS tunnel\n").utf8))
         }
         let groupNames = modules.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let selectedModules = try ModuleRegistry.modules(
@@ -147,12 +184,13 @@ struct Serve: AsyncParsableCommand {
         }
         let directory = log.directory
         let host = self.host
+        let tls = configuration.tls == nil ? "" : ", TLS"
         let server = LoglineServer(
             configuration: configuration, log: log, host: projectionHost, groups: groups, logger: logger
         ) {
             address in
             let text =
-                "logline: listening on \(address.ipAddress ?? host):\(address.port ?? port), data in \(directory)\n"
+                "logline: listening on \(address.ipAddress ?? host):\(address.port ?? port), data in \(directory)\(tls)\n"
             FileHandle.standardError.write(Data(text.utf8))
         }
         let group = ServiceGroup(

@@ -249,6 +249,8 @@ final class SpyLog: EventLog {
     )] {
         try base.scanState(table: table, prefix: prefix, after: after, limit: limit)
     }
+
+    func backup(to destination: String) throws -> LogPosition { try base.backup(to: destination) }
 }
 
 // MARK: - Events
