@@ -125,13 +125,8 @@ public enum JSONValidator {
         }
 
         mutating func literal(_ word: StaticString) throws(Failure) {
-            let count = word.utf8CodeUnitCount
-            guard index + count <= bytes.count else { throw fail("invalid literal") }
-            let start = word.utf8Start
-            for offset in 0..<count where bytes[index + offset] != start[offset] {
-                throw fail("invalid literal")
-            }
-            index += count
+            guard JSONLexing.matches(word, in: bytes, at: index) else { throw fail("invalid literal") }
+            index += word.utf8CodeUnitCount
         }
 
         mutating func object(depth: Int) throws(Failure) {
@@ -286,6 +281,16 @@ enum JSONLexing {
             for offset in 2..<length where bytes[index + offset] & 0xC0 != 0x80 { return nil }
         }
         return length
+    }
+
+    /// Whether `word` (`true`, `false`, `null`) stands in `bytes` at `index`.
+    @inline(__always)
+    static func matches(_ word: StaticString, in bytes: UnsafeBufferPointer<UInt8>, at index: Int) -> Bool {
+        let count = word.utf8CodeUnitCount
+        guard index + count <= bytes.count else { return false }
+        let start = word.utf8Start
+        for offset in 0..<count where bytes[index + offset] != start[offset] { return false }
+        return true
     }
 
     /// Scans a number (`-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`) that starts at `start`.

@@ -942,13 +942,8 @@ struct JSONParser: ~Copyable {
 
     @inline(__always)
     mutating func literal(_ word: StaticString) throws(Failure) {
-        let count = word.utf8CodeUnitCount
-        guard index + count <= bytes.count else { throw fail("invalid literal") }
-        let start = word.utf8Start
-        for offset in 0..<count where bytes[index + offset] != start[offset] {
-            throw fail("invalid literal")
-        }
-        index += count
+        guard JSONLexing.matches(word, in: bytes, at: index) else { throw fail("invalid literal") }
+        index += word.utf8CodeUnitCount
     }
 
     mutating func object(depth: Int) throws(Failure) -> JSONObject {
