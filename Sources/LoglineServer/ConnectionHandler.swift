@@ -27,6 +27,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     private let maximumPipelinedRequests: Int
     private let hub: SubscriptionHub
     private let maximumSubscriberLag: UInt64
+    private let limits: ConnectionLimits
     private let tokens: TokenTable
     /// What this connection may do: `nil` until `AUTH` succeeds when the server has tokens.
     private var role: AccessToken.Role?
@@ -71,7 +72,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     init(
         executor: RequestExecutor, parser: RequestParser, maximumPipelinedRequests: Int, hub: SubscriptionHub,
-        maximumSubscriberLag: UInt64, tokens: TokenTable
+        maximumSubscriberLag: UInt64, tokens: TokenTable, limits: ConnectionLimits
     ) {
         self.executor = executor
         self.parser = parser
@@ -80,6 +81,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         self.maximumSubscriberLag = maximumSubscriberLag
         self.tokens = tokens
         self.role = tokens.isEnabled ? nil : .readWrite
+        self.limits = limits
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -93,8 +95,25 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        executor.connectionOpened()
+        let open = executor.connectionOpened()
         context.fireChannelActive()
+        if open > limits.maximumConnections {
+            refuse(
+                context, .unavailable,
+                "too many connections (limit \(limits.maximumConnections)); try again later")
+        }
+    }
+
+    /// Answers with an error that ends the connection, and closes it; later input is ignored.
+    private func refuse(_ context: ChannelHandlerContext, _ code: ErrorCode, _ message: String) {
+        close(context, after: executor.errorReply(code, message))
+    }
+
+    /// Sends a last reply, then closes; requests that arrive after it are ignored.
+    private func close(_ context: ChannelHandlerContext, after reply: ByteBuffer) {
+        closeAfterSlot = nextSlot
+        let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in boundContext.value.close(promise: nil) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -158,6 +177,17 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            // Quiet is fine while the server owes this client something: a subscription, a blocked FETCH,
+            // replies in flight. Otherwise the connection has been forgotten.
+            if subscription == nil && pending.isEmpty && appendsInFlight == 0 && othersInFlight == 0
+                && closeAfterSlot == nil
+            {
+                let milliseconds = limits.idleTimeout.map { $0.nanoseconds / 1_000_000 } ?? 0
+                refuse(context, .timeout, "idle for \(milliseconds) ms with nothing in flight; closing")
+            }
+            return
+        }
         if let event = event as? ChannelEvent, event == .inputClosed {
             // The client sent all it will send (`printf ... | nc`): answer what is in flight, then close.
             if pending.isEmpty {
@@ -384,9 +414,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         guard let context else { return }
         if let subscription { hub.unregister(subscription.listener) }
         subscription = nil
-        closeAfterSlot = nextSlot
-        let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-        context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in boundContext.value.close(promise: nil) }
+        close(context, after: reply)
     }
 
     /// Puts a reply in its slot and writes every reply that is now ready, in order.

@@ -28,6 +28,11 @@ public final class LoglineServer: Service, Sendable {
         public var maximumPipelinedRequests: Int = 1024
         /// How many events a live subscriber that does not read may fall behind before it is dropped.
         public var maximumSubscriberLag: UInt64 = 100_000
+        /// The most open connections; one more is answered `-UNAVAILABLE` and closed.
+        public var maximumConnections: Int = 10_000
+        /// How long a connection may send nothing while it has nothing in flight (no subscription, no blocked
+        /// `FETCH`, no pending reply) before it is answered `-TIMEOUT` and closed; `nil` for never.
+        public var idleTimeout: Duration? = .seconds(300)
         /// The tokens clients must present with `AUTH` before any request but `AUTH`, `PING`, `QUIT` and the Redis
         /// housekeeping verbs; empty (the default): no authentication, every connection may read and write.
         public var tokens: [AccessToken] = []
@@ -89,6 +94,8 @@ public final class LoglineServer: Service, Sendable {
         let maximumPipelined = configuration.maximumPipelinedRequests
         let tls = configuration.tls
         let logger = self.logger
+        let limits = ConnectionLimits(
+            maximumConnections: configuration.maximumConnections, idleTimeout: configuration.idleTimeout)
         let serverChannel = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -103,12 +110,16 @@ public final class LoglineServer: Service, Sendable {
                         try channel.pipeline.syncOperations.addHandler(tls.makeHandler())
                         try channel.pipeline.syncOperations.addHandler(TLSErrorFilter(logger: logger))
                     }
+                    if let idle = limits.idleTimeout {
+                        try channel.pipeline.syncOperations.addHandler(
+                            IdleStateHandler(readTimeout: TimeAmount.nanoseconds(idle.nanoseconds)))
+                    }
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(RequestDecoderHandler(decoder: decoder)))
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionHandler(
                             executor: executor, parser: parser, maximumPipelinedRequests: maximumPipelined, hub: hub,
-                            maximumSubscriberLag: maximumLag, tokens: tokens))
+                            maximumSubscriberLag: maximumLag, tokens: tokens, limits: limits))
                 }
             }
             .bind(host: configuration.host, port: configuration.port)

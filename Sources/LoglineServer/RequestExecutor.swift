@@ -30,9 +30,11 @@ final class RequestExecutor: Sendable {
         self.logger = logger
     }
 
-    func connectionOpened() {
-        openConnections.add(1, ordering: .relaxed)
+    /// Counts a new connection.
+    /// - Returns: The number of open connections, this one included.
+    func connectionOpened() -> Int {
         totalConnections.add(1, ordering: .relaxed)
+        return openConnections.add(1, ordering: .relaxed).newValue
     }
 
     func connectionClosed() {

@@ -105,3 +105,18 @@ final class CompletionInbox: Sendable {
         }
     }
 }
+
+/// The limits every connection is held to.
+struct ConnectionLimits: Sendable {
+    let maximumConnections: Int
+    let idleTimeout: Duration?
+}
+
+extension Duration {
+    /// The whole duration in nanoseconds (saturating), for NIO's `TimeAmount`.
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? .max : scaled &+ attoseconds / 1_000_000_000
+    }
+}

@@ -42,6 +42,14 @@ struct Serve: AsyncParsableCommand {
         name: .long, help: "How many events a live subscriber that does not read may fall behind before it is dropped.")
     var maxSubscriberLag: UInt64 = 100_000
 
+    @Option(name: .long, help: "The most open connections; one more gets -UNAVAILABLE.")
+    var maxConnections: Int = 10_000
+
+    @Option(
+        name: .long,
+        help: "Seconds a connection may stay silent with nothing in flight before it is closed (0: never).")
+    var idleTimeout: Int = 300
+
     @Option(
         name: .long,
         help: ArgumentHelp(
@@ -136,6 +144,11 @@ struct Serve: AsyncParsableCommand {
         configuration.port = port
         configuration.maximumRequestBytes = maxRequestBytes
         configuration.maximumSubscriberLag = maxSubscriberLag
+        guard maxConnections >= 1, idleTimeout >= 0 else {
+            throw ValidationError("--max-connections must be at least 1 and --idle-timeout at least 0")
+        }
+        configuration.maximumConnections = maxConnections
+        configuration.idleTimeout = idleTimeout == 0 ? nil : .seconds(idleTimeout)
         configuration.tokens = try loadTokens()
         configuration.insecure = insecure
         configuration.tls = try loadTLS()
