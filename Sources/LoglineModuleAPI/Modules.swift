@@ -145,6 +145,31 @@ public struct ReactorContext: Sendable {
     }
 }
 
+extension ReactorContext {
+    /// The id of the `index`-th event a reactor emits while reacting to `source`: derived from the reactor's
+    /// name (with `#index` after it from the second event on) and the source event's id, so a replay of the same
+    /// reaction proposes the same ids and appends nothing new. The host and the test harness both use this.
+    /// - Parameters:
+    ///   - reactor: The reactor's name.
+    ///   - index: The emitted event's place among that reaction's events, from 0.
+    ///   - source: The id of the event reacted to.
+    /// - Returns: The new event's id.
+    public static func reactionEventID(reactor: String, index: Int, source: EventID) -> EventID {
+        EventID.derived(namespace: index == 0 ? reactor : "\(reactor)#\(index)", source: source)
+    }
+
+    /// The metadata of an event a reactor emits: `causation_id` is the source event's id, `correlation_id` is
+    /// the source's correlation id (its own id when it has none), so every event of a saga shares one.
+    /// - Parameter source: The event reacted to.
+    /// - Returns: The metadata object.
+    public static func reactionMetadata(source: ModuleEvent) -> JSONObject {
+        [
+            "causation_id": .string(source.eventID.description),
+            "correlation_id": .string(source.correlationID),
+        ]
+    }
+}
+
 /// An event a reactor asked to append.
 public struct EmittedEvent: Hashable, Sendable {
     /// Its type.

@@ -25,7 +25,7 @@ public enum HostConventions {
     ///   - source: The id of the event reacted to.
     /// - Returns: The new event's id.
     public static func reactionEventID(module: String, index: Int, source: EventID) -> EventID {
-        EventID.derived(namespace: index == 0 ? module : "\(module)#\(index)", source: source)
+        ReactorContext.reactionEventID(reactor: module, index: index, source: source)
     }
 
     /// The metadata of an event a reactor emits: `causation_id` is the source event's id, `correlation_id` is
@@ -33,10 +33,7 @@ public enum HostConventions {
     /// - Parameter source: The event reacted to.
     /// - Returns: The metadata object.
     public static func reactionMetadata(source: ModuleEvent) -> JSONObject {
-        [
-            "causation_id": .string(source.eventID.description),
-            "correlation_id": .string(source.correlationID),
-        ]
+        ReactorContext.reactionMetadata(source: source)
     }
 }
 

@@ -400,16 +400,12 @@ actor ModuleRunner {
 
     /// The append for one event a reactor emitted: a derived id, and causation and correlation in metadata.
     private func reaction(_ emitted: EmittedEvent, index: Int, source: ModuleEvent) -> AppendRequest {
-        let namespace = index == 0 ? name : "\(name)#\(index)"
-        let metadata: JSONValue = .object([
-            "causation_id": .string(source.eventID.description),
-            "correlation_id": .string(source.correlationID),
-        ])
+        let metadata = JSONValue.object(ReactorContext.reactionMetadata(source: source))
         return AppendRequest(
             stream: emitted.stream, expectedVersion: emitted.expectedVersion,
             events: [
                 ProposedEvent(
-                    eventID: EventID.derived(namespace: namespace, source: source.eventID),
+                    eventID: ReactorContext.reactionEventID(reactor: name, index: index, source: source.eventID),
                     eventType: emitted.eventType, data: emitted.data.jsonBytes, metadata: metadata.jsonBytes)
             ])
     }
