@@ -189,6 +189,8 @@ public actor ConsumerGroups {
     private let logger: Logger
     private var groups: [String: Group] = [:]
     private let wakeups = Wakeups()
+    /// Set by ``stopBlocking()``: no `FETCH` waits any more.
+    private let blockingStopped = Atomic<Bool>(false)
     /// Groups with an operation between its read of the state and its commit, and who waits for them: an
     /// actor is re-entered at every `await`, so this keeps two operations on one group from interleaving.
     private var busy: [String: [CheckedContinuation<Void, Never>]] = [:]
@@ -384,6 +386,13 @@ public actor ConsumerGroups {
 
     // MARK: - Deliveries
 
+    /// Ends every blocked `FETCH` now, with what it has (usually nothing), and makes later ones return without
+    /// waiting: the server calls this when it shuts down, so that no connection waits out a client's `BLOCK`.
+    public nonisolated func stopBlocking() {
+        blockingStopped.store(true, ordering: .releasing)
+        wakeups.notifyAll()
+    }
+
     /// `FETCH`: hands out up to `count` events to `consumer`: expired deliveries first, then new events.
     /// - Parameters:
     ///   - name: The group.
@@ -410,7 +419,9 @@ public actor ConsumerGroups {
             if !deliveries.isEmpty { return deliveries }
             // The cursor moved past events of other types: look further before waiting for new commits.
             if scannedMore { continue }
-            guard let deadline, ContinuousClock.now < deadline else { return [] }
+            guard let deadline, ContinuousClock.now < deadline, !blockingStopped.load(ordering: .acquiring) else {
+                return []
+            }
             // Wait for a commit, an ACK or NACK, the next expiry, or the deadline.
             var wait = deadline - ContinuousClock.now
             if let nextExpiry { wait = min(wait, .milliseconds(max(1, nextExpiry - Self.now()))) }

@@ -22,6 +22,10 @@ final class ConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = RequestFrameDecoder.Outcome
     typealias OutboundOut = ByteBuffer
 
+    /// The event the server sends down every connection's pipeline on graceful shutdown: take no new request,
+    /// answer those taken, end the output after the last reply, and close when the client has read it.
+    struct Drain: Sendable {}
+
     private let executor: RequestExecutor
     private let parser: RequestParser
     private let maximumPipelinedRequests: Int
@@ -67,6 +71,11 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// request the client sent before it (appends may run ahead: the log's writer keeps their order).
     private var waiting = CircularBuffer<(slot: Int, request: Request)>()
     private var readingPaused = false
+    /// Set by ``Drain``: the connection takes no new request, and ends its output after the last reply.
+    private var draining = false
+    /// Whether the client has ended its output, and whether this side has ended its own.
+    private var inputEnded = false
+    private var outputEnded = false
     private var insideReadLoop = false
     private var context: ChannelHandlerContext?
 
@@ -177,6 +186,10 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is Drain {
+            beginDraining(context)
+            return
+        }
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
             // Quiet is fine while the server owes this client something: a subscription, a blocked FETCH,
             // replies in flight. Otherwise the connection has been forgotten.
@@ -190,7 +203,8 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
         if let event = event as? ChannelEvent, event == .inputClosed {
             // The client sent all it will send (`printf ... | nc`): answer what is in flight, then close.
-            if pending.isEmpty {
+            inputEnded = true
+            if pending.isEmpty || outputEnded {
                 context.close(promise: nil)
             } else if closeAfterSlot == nil {
                 closeAfterSlot = nextSlot - 1
@@ -428,11 +442,16 @@ final class ConnectionHandler: ChannelInboundHandler {
             firstPendingSlot += 1
             wrote = true
             if written == closeAfterSlot {
+                pending.removeAll()
+                if draining {
+                    context.write(wrapOutboundOut(ready), promise: nil)
+                    endOutput(context)
+                    return
+                }
                 let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
                 context.writeAndFlush(wrapOutboundOut(ready)).whenComplete { _ in
                     boundContext.value.close(promise: nil)
                 }
-                pending.removeAll()
                 return
             }
             context.write(wrapOutboundOut(ready), promise: nil)
@@ -442,9 +461,54 @@ final class ConnectionHandler: ChannelInboundHandler {
         updateReading()
     }
 
+    // MARK: - Graceful shutdown
+
+    /// Takes no new request from here on; once every request already taken is answered, ends the output.
+    private func beginDraining(_ context: ChannelHandlerContext) {
+        guard !draining else { return }
+        draining = true
+        if let subscription {
+            // A live tail owes nothing more than what it has sent.
+            hub.unregister(subscription.listener)
+            self.subscription = nil
+            pending.removeAll()
+            endOutput(context)
+            return
+        }
+        if pending.isEmpty {
+            closeAfterSlot = nextSlot
+            endOutput(context)
+        } else if closeAfterSlot == nil {
+            closeAfterSlot = nextSlot - 1
+        }
+    }
+
+    /// Flushes the replies written so far and sends end of output (a TCP FIN, after every byte before it), so
+    /// the client reads each reply and then sees the end; then reads on, discarding, until the client closes.
+    /// Closing outright while the client still sends would reset the connection and could lose those replies.
+    private func endOutput(_ context: ChannelHandlerContext) {
+        closeAfterSlot = closeAfterSlot ?? nextSlot
+        outputEnded = true
+        context.flush()
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        context.close(mode: .output).whenComplete { result in
+            let (handler, context) = bound.value
+            if case .failure = result {
+                context.close(promise: nil)
+                return
+            }
+            if handler.inputEnded {
+                context.close(promise: nil)
+                return
+            }
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+            context.read()
+        }
+    }
+
     /// Stops reading while too many requests wait or the client is not taking its replies; resumes after.
     private func updateReading() {
-        guard let context else { return }
+        guard let context, !draining else { return }
         let shouldPause = pending.count >= maximumPipelinedRequests || !context.channel.isWritable
         if shouldPause != readingPaused {
             readingPaused = shouldPause

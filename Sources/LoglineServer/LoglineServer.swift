@@ -13,8 +13,10 @@ import Synchronization
 /// when ``Configuration/tls`` is set.
 ///
 /// A `Service`: run it in a `ServiceGroup`, which handles SIGTERM and SIGINT. On graceful shutdown it stops
-/// accepting connections and closes the open ones; the owner of the log closes the log afterwards, which
-/// finishes the group commit in flight.
+/// accepting connections and drains the open ones: each stops reading new requests, answers every request it has
+/// already taken (an append in the group commit in flight is answered once it is on disk; a blocked `FETCH`
+/// returns at once), ends its output after the last reply, and closes once the client has read it, or when
+/// ``Configuration/shutdownGracePeriod`` runs out. The owner of the log closes the log afterwards.
 public final class LoglineServer: Service, Sendable {
     /// How the server listens and what it accepts.
     public struct Configuration: Sendable {
@@ -45,6 +47,9 @@ public final class LoglineServer: Service, Sendable {
         /// TLS does not replace ``tokens``: it keeps them, and everything else on the wire, secret, while the
         /// tokens say who may read and write. The loopback rule of ``validate()`` is about tokens only.
         public var tls: ServerTLS?
+        /// How long a graceful shutdown waits for connections to finish what they took in and for their clients
+        /// to read the last replies, before it closes them anyway.
+        public var shutdownGracePeriod: Duration = .seconds(10)
 
         /// The defaults: 127.0.0.1:7480, 1 MiB requests, no authentication, no TLS.
         public init() {}
@@ -53,6 +58,7 @@ public final class LoglineServer: Service, Sendable {
     private let configuration: Configuration
     private let executor: RequestExecutor
     private let hub: SubscriptionHub
+    private let groups: ConsumerGroups?
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     private let onServerRunning: @Sendable (SocketAddress) async -> Void
@@ -75,6 +81,7 @@ public final class LoglineServer: Service, Sendable {
         self.configuration = configuration
         self.executor = RequestExecutor(log: log, host: host, groups: groups, logger: logger)
         self.hub = SubscriptionHub(log: log)
+        self.groups = groups
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.onServerRunning = onServerRunning
@@ -145,12 +152,44 @@ public final class LoglineServer: Service, Sendable {
         } onCancel: {
             serverChannel.close(promise: nil)
         }
-        // Closed together: with TLS, each close waits (up to NIOSSL's shutdown timeout) for the client's close_notify.
+        if !Task.isCancelled { await drainConnections() }
+        // What is still open: closed together. With TLS, each close waits (up to NIOSSL's shutdown timeout) for
+        // the client's close_notify.
         let open = connections.withLock { Array($0.values) }
         await withTaskGroup(of: Void.self) { group in
             for channel in open { group.addTask { try? await channel.close() } }
         }
         logger.info("stopped listening", metadata: ["address": "\(address)"])
+    }
+
+    /// Asks every connection to finish what it has taken in, and waits until they have closed or the grace
+    /// period is over.
+    private func drainConnections() async {
+        groups?.stopBlocking()
+        let open = connections.withLock { Array($0.values) }
+        guard !open.isEmpty else { return }
+        logger.info("draining connections", metadata: ["connections": "\(open.count)"])
+        for channel in open { channel.pipeline.fireUserInboundEventTriggered(ConnectionHandler.Drain()) }
+        let eventLoop = eventLoopGroup.next()
+        let finished = eventLoop.makePromise(of: Bool.self)
+        let settled = FirstCaller()
+        let grace = TimeAmount.nanoseconds(
+            configuration.shutdownGracePeriod.components.seconds * 1_000_000_000
+                + configuration.shutdownGracePeriod.components.attoseconds / 1_000_000_000)
+        let timer = eventLoop.scheduleTask(in: grace) {
+            guard settled.claim() else { return }
+            finished.succeed(false)
+        }
+        EventLoopFuture.andAllComplete(open.map(\.closeFuture), on: eventLoop).whenComplete { _ in
+            guard settled.claim() else { return }
+            timer.cancel()
+            finished.succeed(true)
+        }
+        if !((try? await finished.futureResult.get()) ?? false) {
+            let left = connections.withLock { $0.count }
+            logger.notice(
+                "shutdown grace period over; closing the connections still open", metadata: ["connections": "\(left)"])
+        }
     }
 
     private func track(_ channel: any Channel) {
@@ -160,4 +199,11 @@ public final class LoglineServer: Service, Sendable {
             _ = self.connections.withLock { $0.removeValue(forKey: key) }
         }
     }
+}
+
+/// Lets exactly one of several racing callbacks act: the first to call ``claim()`` gets `true`.
+private final class FirstCaller: Sendable {
+    private let claimed = Atomic<Bool>(false)
+
+    func claim() -> Bool { !claimed.exchange(true, ordering: .acquiringAndReleasing) }
 }

@@ -52,6 +52,11 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         name: .long,
+        help: "Seconds a graceful shutdown (SIGTERM, SIGINT) waits for connections to be answered and closed.")
+    var shutdownTimeout: Int = 10
+
+    @Option(
+        name: .long,
         help: ArgumentHelp(
             "A file of access tokens, one '<role> <token>' a line (role: read-write or read-only; a token alone is "
                 + "read-write; # comments). Clients must then send AUTH <token>.",
@@ -144,9 +149,11 @@ struct Serve: AsyncParsableCommand {
         configuration.port = port
         configuration.maximumRequestBytes = maxRequestBytes
         configuration.maximumSubscriberLag = maxSubscriberLag
-        guard maxConnections >= 1, idleTimeout >= 0 else {
-            throw ValidationError("--max-connections must be at least 1 and --idle-timeout at least 0")
+        guard maxConnections >= 1, idleTimeout >= 0, shutdownTimeout >= 0 else {
+            throw ValidationError(
+                "--max-connections must be at least 1, --idle-timeout and --shutdown-timeout at least 0")
         }
+        configuration.shutdownGracePeriod = .seconds(shutdownTimeout)
         configuration.maximumConnections = maxConnections
         configuration.idleTimeout = idleTimeout == 0 ? nil : .seconds(idleTimeout)
         configuration.tokens = try loadTokens()

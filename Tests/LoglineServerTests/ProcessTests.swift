@@ -143,6 +143,86 @@ struct ProcessTests {
         restarted.terminate()
     }
 
+    @Test func sigtermAnswersEveryAppendItTookInAndExitsCleanly() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let server = try ServerProcess(data: directory.path)
+        let port = server.port
+        // A consumer blocked in FETCH for ten minutes: shutdown must end the wait, not sit it out.
+        let consumer = try await LoglineClient.connect(port: port)
+        try await consumer.createGroup("mailer", from: .now, eventTypes: ["never-appended"])
+        let blockedFetch = Task { () -> Result<Int, any Error> in
+            do {
+                return .success(
+                    try await consumer.fetch(group: "mailer", consumer: "w1", block: .seconds(600)).count)
+            } catch {
+                return .failure(error)
+            }
+        }
+        // Pipelined appenders: four tasks share each connection, so requests are in flight at every stage.
+        let acknowledged = Acknowledged<EventID, AppendReceipt>(target: 2000)
+        let clients = try await withThrowingTaskGroup(of: LoglineClient.self) { group in
+            for _ in 0..<4 { group.addTask { try await LoglineClient.connect(port: port) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let writers = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for (index, client) in clients.enumerated() {
+                    for lane in 0..<4 {
+                        group.addTask {
+                            for sequence in 0..<100_000 {
+                                let id = EventID.random()
+                                let stream = try! StreamName(
+                                    aggregateType: "order", aggregateID: "g\(index)-\(lane)-\(sequence % 3)")
+                                do {
+                                    let receipt = try await client.append(
+                                        to: stream, eventType: "e", data: "{\"n\":\(sequence)}", eventID: id)
+                                    acknowledged.record(receipt, for: id)
+                                } catch {
+                                    return
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            acknowledged.writersStopped()
+        }
+        for await _ in acknowledged.reachedTarget { break }
+        server.terminate()  // SIGTERM, then wait for the exit.
+        #expect(server.process.terminationStatus == 0)
+        await writers.value
+        // The blocked FETCH was answered (with nothing), not cut off.
+        if case .success(let delivered) = await blockedFetch.value {
+            #expect(delivered == 0)
+        } else {
+            Issue.record("the blocked FETCH was cut off instead of answered")
+        }
+        for client in clients { await client.close() }
+        await consumer.close()
+
+        // Every append the server took in was answered: what is stored is exactly what was acknowledged.
+        let restarted = try ServerProcess(data: directory.path)
+        let client = try await LoglineClient.connect(port: restarted.port)
+        var all: [RecordedEvent] = []
+        while true {
+            let page = try await client.readAll(fromPosition: UInt64(all.count + 1), count: 10_000)
+            if page.isEmpty { break }
+            all += page
+        }
+        #expect(all.map(\.position) == Array(1...UInt64(all.count)))
+        let acked = acknowledged.receipts.withLock { $0 }
+        #expect(acked.count >= 2000)
+        let storedIDs = Set(all.filter { $0.eventType == "e" }.map(\.eventID))
+        #expect(storedIDs.subtracting(acked.keys).count == 0, "stored but never answered")
+        #expect(Set(acked.keys).subtracting(storedIDs).count == 0, "acknowledged but missing")
+        for event in all where event.eventType == "e" {
+            #expect(acked[event.eventID]?.position == event.position)
+        }
+        await client.close()
+        restarted.terminate()
+    }
+
     @Test func killDashNineInABurstOfOrdersLeavesEveryOrderFinalAndNoEventTwice() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
