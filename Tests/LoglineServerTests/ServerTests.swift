@@ -45,6 +45,49 @@ struct ServerTests {
         await server.stop()
     }
 
+    @Test func manyClientsRacingForEachVersionOfOneStreamOverTCPExactlyOneWinsEach() async throws {
+        let server = try await RunningServer.start()
+        let contenders = 12
+        let rounds: UInt64 = 25
+        let clients = try await withThrowingTaskGroup(of: LoglineClient.self) { group in
+            for _ in 0..<contenders { group.addTask { try await server.client() } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let target = try StreamName(aggregateType: "account", aggregateID: "contended")
+        var winners: [String] = []
+        for round in 0..<rounds {
+            let outcomes = await withTaskGroup(of: (name: String, receipt: AppendReceipt?, code: ErrorCode?).self) {
+                group in
+                for (index, client) in clients.enumerated() {
+                    group.addTask {
+                        let name = "r\(round)-c\(index)"
+                        do throws(LoglineClientError) {
+                            let receipt = try await client.append(
+                                to: target, eventType: "deposited", data: #"{"by":"\#(name)"}"#,
+                                expectedVersion: .exact(round))
+                            return (name, receipt, nil)
+                        } catch {
+                            return (name, nil, error.code)
+                        }
+                    }
+                }
+                return await group.reduce(into: []) { $0.append($1) }
+            }
+            let won = outcomes.filter { $0.receipt != nil }
+            #expect(won.count == 1, "round \(round): \(won.count) winners")
+            #expect(won.first?.receipt?.version == round + 1)
+            winners += won.map(\.name)
+            for outcome in outcomes where outcome.receipt == nil {
+                #expect(outcome.code == .conflict)
+            }
+        }
+        let stored = try await clients[0].read(target)
+        #expect(stored.map(\.version) == Array(1...rounds))
+        #expect(stored.map { String(decoding: $0.data, as: UTF8.self) } == winners.map { #"{"by":"\#($0)"}"# })
+        for client in clients { await client.close() }
+        await server.stop()
+    }
+
     @Test func eventIDSentTwiceIsStoredOnce() async throws {
         let server = try await RunningServer.start()
         let client = try await server.client()
