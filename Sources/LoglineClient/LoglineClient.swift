@@ -260,8 +260,12 @@ public final class LoglineClient: Sendable {
         let members = try JSONFields(json)
         guard let list = members.raw("events") else { throw .unexpectedReply(json) }
         let elements = list.withUnsafeBufferPointer { JSONSlicer.arrayElements($0) } ?? []
+        // `duplicate` is said once, for the whole request (all of its events were stored before, or none).
+        let duplicate = members.raw("duplicate") == Array("true".utf8)
         return try elements.map { (range) throws(LoglineClientError) in
-            try AppendReceipt(stream: stream, json: String(decoding: list[range], as: UTF8.self))
+            var receipt = try AppendReceipt(stream: stream, json: String(decoding: list[range], as: UTF8.self))
+            receipt.duplicate = duplicate
+            return receipt
         }
     }
 

@@ -13,6 +13,8 @@ public enum GroupError: Error, Hashable, Sendable, CustomStringConvertible {
     case badRequest(String)
     /// The storage failed (`INTERNAL`).
     case storage(String)
+    /// The disk is full (`DISKFULL`): nothing was written.
+    case diskFull(String)
 
     /// The protocol's error code.
     public var code: ErrorCode {
@@ -21,13 +23,15 @@ public enum GroupError: Error, Hashable, Sendable, CustomStringConvertible {
         case .exists: return .conflict
         case .badRequest: return .badRequest
         case .storage: return .internal
+        case .diskFull: return .diskFull
         }
     }
 
     /// The message.
     public var description: String {
         switch self {
-        case .notFound(let message), .exists(let message), .badRequest(let message), .storage(let message):
+        case .notFound(let message), .exists(let message), .badRequest(let message), .storage(let message),
+            .diskFull(let message):
             return message
         }
     }
@@ -282,6 +286,7 @@ public actor ConsumerGroups {
         do {
             _ = try await log.commit(unit)
         } catch {
+            if case .diskFull = error { throw .diskFull("\(error)") }
             throw .storage("\(error)")
         }
     }

@@ -31,6 +31,9 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let rejected = ErrorCode(rawValue: "REJECTED")
     /// The server is shutting down or otherwise not accepting the request now.
     public static let unavailable = ErrorCode(rawValue: "UNAVAILABLE")
+    /// The disk, a disk quota or the server's file-size limit is full: nothing of the request was written, and
+    /// the same request succeeds once space is freed, without a restart.
+    public static let diskFull = ErrorCode(rawValue: "DISKFULL")
 
     /// The wire form.
     public var description: String { rawValue }

@@ -159,8 +159,43 @@ public final class LMDBEnvironment: @unchecked Sendable {
             mdb_txn_abort(txn)
             throw error
         }
-        try LMDBError.check(mdb_txn_commit(txn), "mdb_txn_commit")
+        let code = mdb_txn_commit(txn)
+        if code == EIO, let (cause, detail) = spaceExhaustion() {
+            throw LMDBError(code: cause, operation: "mdb_txn_commit: a short write, \(detail)")
+        }
+        try LMDBError.check(code, "mdb_txn_commit")
         return result
+    }
+
+    /// Why a commit that failed with `EIO` failed, when the cause is a lack of space.
+    ///
+    /// LMDB reports a short write as `EIO`, and a write that reaches the end of the disk or the file-size limit
+    /// (`RLIMIT_FSIZE`) part-way through is cut short there; the next commit starts its writes at the same page,
+    /// below the limit, so it is cut short too. This looks at the data file and the file system, so that such a
+    /// failure is reported as a full disk, with what was found.
+    /// - Returns: `EFBIG` or `ENOSPC` and what was found, or `nil` when there is space (a real I/O error).
+    private func spaceExhaustion() -> (Int32, String)? {
+        var descriptor: Int32 = -1
+        guard mdb_env_get_fd(handle, &descriptor) == 0 else { return nil }
+        var file = stat()
+        guard fstat(descriptor, &file) == 0 else { return nil }
+        let size = UInt64(file.st_size)
+        #if canImport(Glibc)
+            // A write that crosses the limit is cut short at it: the file then ends at the limit.
+            var limit = rlimit()
+            if getrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max,
+                size + (1 << 20) > UInt64(limit.rlim_cur)
+            {
+                return (EFBIG, "the data file (\(size) bytes) reached the file-size limit of \(limit.rlim_cur) bytes")
+            }
+        #endif
+        var fileSystem = statvfs()
+        guard fstatvfs(descriptor, &fileSystem) == 0 else { return nil }
+        let blocks = geteuid() == 0 ? UInt64(fileSystem.f_bfree) : UInt64(fileSystem.f_bavail)
+        let free = blocks * UInt64(fileSystem.f_frsize)
+        // One write of a commit carries up to 64 pages, or one large value: less than this is a full disk.
+        guard free < 16 << 20 else { return nil }
+        return (ENOSPC, "the file system holding the data file has \(free) bytes free")
     }
 
     /// Enlarges the map: doubles it up to 1 GiB, then adds 1 GiB at a time.

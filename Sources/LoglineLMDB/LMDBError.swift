@@ -24,8 +24,8 @@ public struct LMDBError: Error, Hashable, Sendable, CustomStringConvertible {
 
     /// The map is full: the environment must grow.
     public var isMapFull: Bool { code == MDB_MAP_FULL }
-    /// The disk (or quota) is full.
-    public var isDiskFull: Bool { code == ENOSPC || code == EDQUOT }
+    /// The disk, a disk quota or the process's file-size limit (`EFBIG`, with `SIGXFSZ` ignored) is full.
+    public var isDiskFull: Bool { code == ENOSPC || code == EDQUOT || code == EFBIG }
 
     /// `operation: LMDB's message (code)`.
     public var description: String {

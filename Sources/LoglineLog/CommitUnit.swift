@@ -77,6 +77,8 @@ public enum CommitError: Error, Hashable, Sendable, CustomStringConvertible {
     case closed
     /// The storage failed; nothing was written.
     case storage(String)
+    /// The disk, a quota or the file-size limit is full; nothing was written.
+    case diskFull(String)
 
     /// A message.
     public var description: String {
@@ -86,6 +88,8 @@ public enum CommitError: Error, Hashable, Sendable, CustomStringConvertible {
             return "condition on \(table)/\(String(decoding: key, as: UTF8.self)) did not hold"
         case .closed: return "the log is closed"
         case .storage(let message): return "storage failure, nothing was written: \(message)"
+        case .diskFull(let message):
+            return "the disk is full, nothing was written (retry once space is freed): \(message)"
         }
     }
 }

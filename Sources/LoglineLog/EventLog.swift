@@ -77,8 +77,11 @@ public enum AppendError: Error, Hashable, Sendable, CustomStringConvertible {
     case emptyRequest
     /// The log is closing or closed.
     case closed
-    /// The storage failed (for example a full disk); nothing of this request was written.
+    /// The storage failed; nothing of this request was written.
     case storage(String)
+    /// The disk, a quota or the file-size limit is full; nothing of this request was written, and it may be
+    /// sent again once space is freed.
+    case diskFull(String)
 
     /// A message for the client.
     public var description: String {
@@ -97,6 +100,8 @@ public enum AppendError: Error, Hashable, Sendable, CustomStringConvertible {
             return "the log is closed"
         case .storage(let message):
             return "storage failure, nothing was written: \(message)"
+        case .diskFull(let message):
+            return "the disk is full, nothing was written (retry once space is freed): \(message)"
         }
     }
 }

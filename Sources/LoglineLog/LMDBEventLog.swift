@@ -29,10 +29,10 @@ public final class LMDBEventLog: EventLog {
         case append(AppendRequest, @Sendable (Result<AppendResult, AppendError>) -> Void)
         case unit(CommitUnit, @Sendable (Result<[AppendResult], CommitError>) -> Void)
 
-        func fail(_ message: String) {
+        func fail(_ message: String, diskFull: Bool) {
             switch self {
-            case .append(_, let completion): completion(.failure(.storage(message)))
-            case .unit(_, let completion): completion(.failure(.storage(message)))
+            case .append(_, let completion): completion(.failure(diskFull ? .diskFull(message) : .storage(message)))
+            case .unit(_, let completion): completion(.failure(diskFull ? .diskFull(message) : .storage(message)))
             }
         }
 
@@ -88,6 +88,9 @@ public final class LMDBEventLog: EventLog {
         let absolute = URL(fileURLWithPath: directory).standardizedFileURL.path
         self.directory = absolute
         self.directoryLock = try DirectoryLock(directory: absolute)
+        // Past a file-size limit (RLIMIT_FSIZE), write() fails with EFBIG, which a commit reports like a full
+        // disk, only while SIGXFSZ is ignored; its default action would kill the process instead.
+        signal(SIGXFSZ, SIG_IGN)
         self.configuration = configuration
         self.logger = logger
         do {
@@ -481,8 +484,16 @@ public final class LMDBEventLog: EventLog {
                 return BatchOutcome(results: results, head: stager.head, recordedAt: now)
             }
         } catch {
-            logger.error("group commit failed, nothing of it was written", metadata: ["error": "\(error)"])
-            for pending in batch { pending.fail("\(error)") }
+            // Nothing of the batch is in the store, and nothing of it has touched `head`, `lastRecordedAt` or the
+            // listeners: the stager's versions and ids lived only in this transaction. The next batch starts from
+            // the last commit, so a failure leaves no gap and no phantom version behind.
+            let diskFull = (error as? LMDBError)?.isDiskFull ?? false
+            logger.error(
+                diskFull
+                    ? "group commit failed: the disk is full; nothing of it was written"
+                    : "group commit failed, nothing of it was written",
+                metadata: ["error": "\(error)", "requests": "\(batch.count)"])
+            for pending in batch { pending.fail("\(error)", diskFull: diskFull) }
             return
         }
         head.store(outcome.head, ordering: .releasing)

@@ -18,6 +18,8 @@ public enum HostError: Error, Hashable, Sendable, CustomStringConvertible {
     case unavailable(String)
     /// Something failed inside (`INTERNAL`).
     case `internal`(String)
+    /// The disk is full (`DISKFULL`): nothing was written.
+    case diskFull(String)
 
     /// The protocol's error code.
     public var code: ErrorCode {
@@ -30,6 +32,7 @@ public enum HostError: Error, Hashable, Sendable, CustomStringConvertible {
         case .badRequest: return .badRequest
         case .unavailable: return .unavailable
         case .internal: return .internal
+        case .diskFull: return .diskFull
         }
     }
 
@@ -37,7 +40,8 @@ public enum HostError: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .notFound(let message), .timeout(let message), .rejected(let message), .badJSON(let message),
-            .conflict(let message), .badRequest(let message), .unavailable(let message), .internal(let message):
+            .conflict(let message), .badRequest(let message), .unavailable(let message), .internal(let message),
+            .diskFull(let message):
             return message
         }
     }

@@ -286,7 +286,7 @@ actor ModuleRunner {
                 try? reload()
             case .closed:
                 state = .stopped
-            case .storage(let message):
+            case .storage(let message), .diskFull(let message):
                 await storageTrouble(message)
             }
             return .retry

@@ -361,6 +361,7 @@ struct LogCommandContext: CommandContext {
             return try await log.append(request).events
         } catch {
             if case .wrongExpectedVersion = error { throw CommandError.conflict(error.description) }
+            if case .diskFull = error { throw HostError.diskFull("\(error)") }
             throw HostError.internal("append failed: \(error)")
         }
     }

@@ -358,6 +358,7 @@ final class RequestExecutor: Sendable {
             case .duplicateEventIDInRequest, .emptyRequest: code = .badRequest
             case .closed: code = .unavailable
             case .storage: code = .internal
+            case .diskFull: code = .diskFull
             }
             return errorReply(code, error.description)
         }

@@ -106,6 +106,24 @@ struct ServerTests {
         await server.stop()
     }
 
+    @Test func appendManySentTwiceIsStoredOnceAndSaysSo() async throws {
+        let server = try await RunningServer.start()
+        let client = try await server.client()
+        let events = [
+            NewEvent(eventType: "order-created", data: #"{"n":1}"#, eventID: .random()),
+            NewEvent(eventType: "order-paid", data: #"{"n":2}"#, eventID: .random()),
+        ]
+        let first = try await client.appendMany(to: order, events: events, expectedVersion: .noStream)
+        let second = try await client.appendMany(to: order, events: events, expectedVersion: .noStream)
+        #expect(first.allSatisfy { !$0.duplicate })
+        #expect(second.allSatisfy { $0.duplicate })
+        #expect(second.map(\.position) == first.map(\.position))
+        #expect(second.map(\.eventID) == events.compactMap(\.eventID))
+        #expect(try await client.info().eventCount == 2)
+        await client.close()
+        await server.stop()
+    }
+
     @Test func badJSONGetsBadJSONAndStoresNothing() async throws {
         let server = try await RunningServer.start()
         let client = try await server.client()
@@ -157,6 +175,7 @@ struct ServerTests {
             ], expectedVersion: .noStream)
         #expect(receipts.map(\.version) == [1, 2])
         #expect(receipts.map(\.position) == [1, 2])
+        #expect(receipts.allSatisfy { !$0.duplicate })
         await #expect {
             _ = try await client.appendMany(
                 to: order, events: [NewEvent(eventType: "a", data: "1"), NewEvent(eventType: "b", data: "2")],
