@@ -17,6 +17,11 @@ let package = Package(
         .library(name: "LoglineClient", targets: ["LoglineClient"]),
         .library(name: "LoglineLog", targets: ["LoglineLog"]),
         .library(name: "LoglineServer", targets: ["LoglineServer"]),
+        // The next four let bench/micro (a package of its own) measure the hot paths without `@testable`.
+        .library(name: "LoglineProtocol", targets: ["LoglineProtocol"]),
+        .library(name: "LoglineModuleAPI", targets: ["LoglineModuleAPI"]),
+        .library(name: "LoglineProjectionHost", targets: ["LoglineProjectionHost"]),
+        .library(name: "OrdersModule", targets: ["OrdersModule"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
