@@ -65,6 +65,7 @@ let package = Package(
             dependencies: [
                 "LoglineCore", "LoglineLog", "LoglineModuleAPI",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -74,6 +75,7 @@ let package = Package(
             dependencies: [
                 "LoglineCore", "LoglineLog",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
         // The order domain of the article, as modules (each depends on the module API and core types only).
