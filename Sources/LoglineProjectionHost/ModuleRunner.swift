@@ -715,6 +715,7 @@ actor ModuleRunner {
         if state == .faulted && position == checkpoint.position + 1 {
             state = .running
             lastError = nil
+            logger.notice("RETRY: resuming at the failing event", metadata: ["position": "\(position)"])
             return .success("resumed at position \(position)")
         }
         let parkedKey = ViewStorage.bigEndian(position)
@@ -751,6 +752,8 @@ actor ModuleRunner {
             return .failure(.internal("could not commit the retry: \(lastError ?? "unknown")"))
         }
         parkedCount -= 1
+        logger.notice(
+            "RETRY: parked event processed", metadata: ["position": "\(position)", "parked_now": "\(parkedCount)"])
         return .success("position \(position) processed")
     }
 
@@ -773,6 +776,7 @@ actor ModuleRunner {
             state = .running
             lastError = nil
             publishCheckpoint()
+            logger.notice("SKIP: stepped over the failing event; resumed", metadata: ["position": "\(position)"])
             return .success("skipped position \(position); resumed")
         }
         let table = ViewStorage.parkedTable(name)
@@ -787,6 +791,8 @@ actor ModuleRunner {
             return .failure(.internal("could not skip: \(lastError ?? "unknown")"))
         }
         parkedCount -= 1
+        logger.notice(
+            "SKIP: parked event dropped", metadata: ["position": "\(position)", "parked_now": "\(parkedCount)"])
         return .success("dropped parked position \(position)")
     }
 }

@@ -130,6 +130,7 @@ final class RequestExecutor: Sendable {
                     json.append(UInt8(ascii: "}"))
                     return self.bulkReply(json)
                 } catch {
+                    self.logger.error("backup failed", metadata: ["destination": "\(directory)", "error": "\(error)"])
                     return self.errorReply(.internal, "backup failed: \(error)")
                 }
             }
