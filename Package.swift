@@ -5,7 +5,8 @@ import PackageDescription
 ///
 /// Dependencies run one way only:
 ///   logline (CLI, composition root) → LoglineServer → LoglineProjectionHost → LoglineLog → LoglineLMDB → CLMDB
-///   (LoglineServer also → LoglineConsumerGroups → LoglineLog)
+///   (LoglineServer also → LoglineConsumerGroups → LoglineLog; logline also → LoglineMetricsEndpoint)
+/// The libraries emit metrics through swift-metrics only; Prometheus is known to LoglineMetricsEndpoint and the CLI.
 /// LoglineProtocol, LoglineClient, LoglineModuleAPI and the modules under projections/ depend on nothing of
 /// ours except LoglineCore (modules also on LoglineModuleAPI), which depends on nothing at all.
 let package = Package(
@@ -29,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Core vocabulary shared by everything: envelope, positions, names, JSON validation. No dependencies.
@@ -48,6 +51,7 @@ let package = Package(
             dependencies: [
                 "LoglineCore", "LoglineLMDB",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
         // The wire protocol as pure parsing and serialising: no sockets.
@@ -68,6 +72,7 @@ let package = Package(
             dependencies: [
                 "LoglineCore", "LoglineLog", "LoglineModuleAPI",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -77,6 +82,7 @@ let package = Package(
             dependencies: [
                 "LoglineCore", "LoglineLog",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
         // The order domain of the article, as modules (each depends on the module API and core types only).
@@ -92,6 +98,20 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Prometheus metrics over HTTP: `GET /metrics` from a registry that the composition root bootstraps.
+        // The only target (with the CLI) that knows Prometheus; the libraries emit through swift-metrics alone.
+        .target(
+            name: "LoglineMetricsEndpoint",
+            dependencies: [
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -112,9 +132,12 @@ let package = Package(
             name: "logline",
             dependencies: [
                 "LoglineCore", "LoglineLog", "LoglineServer", "LoglineClient", "LoglineModuleAPI",
-                "LoglineProjectionHost", "LoglineConsumerGroups", "OrdersModule", "PaymentModule", "RestaurantModule",
+                "LoglineProjectionHost", "LoglineConsumerGroups", "LoglineMetricsEndpoint", "OrdersModule",
+                "PaymentModule", "RestaurantModule",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -154,13 +177,15 @@ let package = Package(
             name: "LoglineServerTests",
             dependencies: [
                 "LoglineCore", "LoglineLog", "LoglineServer", "LoglineClient", "LoglineProjectionHost",
-                "LoglineConsumerGroups", "LoglineModuleAPI", "LoglineProtocol", "OrdersModule", "PaymentModule",
-                "RestaurantModule",
+                "LoglineConsumerGroups", "LoglineModuleAPI", "LoglineProtocol", "LoglineMetricsEndpoint",
+                "OrdersModule", "PaymentModule", "RestaurantModule",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

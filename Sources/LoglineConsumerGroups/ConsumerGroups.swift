@@ -1,6 +1,7 @@
 import Logging
 import LoglineCore
 import LoglineLog
+import Metrics
 import Synchronization
 
 /// Why a consumer-group operation failed; each case maps to a protocol error code.
@@ -191,7 +192,52 @@ public actor ConsumerGroups {
 
     private let log: any EventLog
     private let logger: Logger
+    private let metricsFactory: any MetricsFactory
     private var groups: [String: Group] = [:]
+    /// Each group's metrics, made when the group is loaded or created and destroyed when it is deleted.
+    private var metrics: [String: GroupMetrics] = [:]
+
+    /// The metrics of one group, with the dimension `group`.
+    private struct GroupMetrics {
+        /// Deliveries not yet acknowledged.
+        let pending: Gauge
+        /// Dead letters.
+        let dead: Gauge
+        /// Deliveries handed out by `FETCH`, redeliveries included.
+        let deliveries: Counter
+        /// Deliveries settled by `ACK`.
+        let acks: Counter
+
+        init(group: String, factory: any MetricsFactory) {
+            let dimensions = [("group", group)]
+            pending = Gauge(label: "logline_consumer_group_pending", dimensions: dimensions, factory: factory)
+            dead = Gauge(label: "logline_consumer_group_dead", dimensions: dimensions, factory: factory)
+            deliveries = Counter(
+                label: "logline_consumer_group_deliveries_total", dimensions: dimensions, factory: factory)
+            acks = Counter(label: "logline_consumer_group_acks_total", dimensions: dimensions, factory: factory)
+        }
+
+        func destroy() {
+            pending.destroy()
+            dead.destroy()
+            deliveries.destroy()
+            acks.destroy()
+        }
+    }
+
+    /// Records a group's pending deliveries and dead letters, making its metrics when they do not exist yet.
+    private func recordSizes(_ name: String) {
+        guard let group = groups[name] else { return }
+        let groupMetrics: GroupMetrics
+        if let existing = metrics[name] {
+            groupMetrics = existing
+        } else {
+            groupMetrics = GroupMetrics(group: name, factory: metricsFactory)
+            metrics[name] = groupMetrics
+        }
+        groupMetrics.pending.record(group.pending.count)
+        groupMetrics.dead.record(group.dead.count)
+    }
     private let wakeups = Wakeups()
     /// Set by ``stopBlocking()``: no `FETCH` waits any more.
     private let blockingStopped = Atomic<Bool>(false)
@@ -228,10 +274,15 @@ public actor ConsumerGroups {
     /// - Parameters:
     ///   - log: The log whose events are delivered and whose state tables keep the groups.
     ///   - logger: Where notable things are logged.
+    ///   - metricsFactory: Where each group's metrics go (pending deliveries, dead letters, deliveries, acks),
+    ///     with the group's name as the dimension `group`; the process's `MetricsSystem` by default.
     /// - Throws: ``GroupError/storage(_:)`` when the state cannot be read.
-    public init(log: any EventLog, logger: Logger) throws(GroupError) {
+    public init(
+        log: any EventLog, logger: Logger, metricsFactory: any MetricsFactory = MetricsSystem.factory
+    ) throws(GroupError) {
         self.log = log
         self.logger = logger
+        self.metricsFactory = metricsFactory
         do {
             for entry in try Self.all(table: Self.groupsTable, log: log) {
                 let name = String(decoding: entry.key, as: UTF8.self)
@@ -259,6 +310,14 @@ public actor ConsumerGroups {
         } catch {
             throw .storage("cannot load the consumer groups: \(error)")
         }
+        for (name, group) in groups {
+            let groupMetrics = GroupMetrics(group: name, factory: metricsFactory)
+            groupMetrics.pending.record(group.pending.count)
+            groupMetrics.dead.record(group.dead.count)
+            metrics[name] = groupMetrics
+        }
+        let loaded = groups.keys.sorted().joined(separator: ",")
+        if !loaded.isEmpty { logger.info("consumer groups loaded", metadata: ["groups": "\(loaded)"]) }
         let wakeups = self.wakeups
         log.onCommit { _ in wakeups.notifyAll() }
     }
@@ -327,7 +386,12 @@ public actor ConsumerGroups {
                 writes: [StateWrite(table: Self.groupsTable, key: Array(name.utf8), value: group.configJSON.jsonBytes)],
                 conditions: [StateCondition(table: Self.groupsTable, key: Array(name.utf8), expected: nil)]))
         groups[name] = group
-        logger.info("consumer group created", metadata: ["group": "\(name)", "cursor": "\(cursor)"])
+        recordSizes(name)
+        logger.info(
+            "consumer group created",
+            metadata: [
+                "group": "\(name)", "cursor": "\(cursor)", "types": "\(settings.eventTypes.joined(separator: ","))",
+            ])
     }
 
     /// `GROUP DELETE`: the group, its pending deliveries and its dead letters.
@@ -351,10 +415,14 @@ public actor ConsumerGroups {
             try await commit(CommitUnit(writes: Array(chunk)))
             if first {
                 groups[name] = nil
+                metrics.removeValue(forKey: name)?.destroy()
                 first = false
             }
         }
         wakeups.notifyAll()
+        logger.info(
+            "consumer group deleted",
+            metadata: ["group": "\(name)", "pending": "\(group.pending.count)", "dead": "\(group.dead.count)"])
     }
 
     /// `GROUPS`: every group as a JSON object.
@@ -448,6 +516,7 @@ public actor ConsumerGroups {
         var writes: [StateWrite] = []
         var deliveries: [(position: LogPosition, count: Int, event: RecordedEvent?)] = []
         var nextExpiry: Int64?
+        var newlyDead: [LogPosition] = []
         // Expired (or NACKed) deliveries, oldest position first: to this consumer, or to the dead letters.
         for position in group.pending.keys.sorted() {
             let pending = group.pending[position]!
@@ -465,9 +534,7 @@ public actor ConsumerGroups {
                 writes.append(StateWrite(table: Self.pendingTable(name), key: Self.key(position), value: nil))
                 writes.append(
                     StateWrite(table: Self.deadTable(name), key: Self.key(position), value: dead.json.jsonBytes))
-                logger.warning(
-                    "delivery moved to the dead letters",
-                    metadata: ["group": "\(name)", "position": "\(position)", "deliveries": "\(pending.deliveries)"])
+                newlyDead.append(position)
                 continue
             }
             // A consumer at its limit of deliveries in flight gets nothing more until it acknowledges some.
@@ -510,6 +577,17 @@ public actor ConsumerGroups {
         if !writes.isEmpty {
             try await commit(CommitUnit(writes: writes))
             groups[name] = group
+            recordSizes(name)
+            if !deliveries.isEmpty { metrics[name]?.deliveries.increment(by: deliveries.count) }
+            if let first = newlyDead.first {
+                // One line per fetch, however many deliveries ran out of attempts in it.
+                logger.warning(
+                    "deliveries moved to the dead letters; DEAD lists them, RETRY brings one back",
+                    metadata: [
+                        "group": "\(name)", "count": "\(newlyDead.count)", "first_position": "\(first)",
+                        "max_deliver": "\(group.settings.maxDeliver)",
+                    ])
+            }
         }
         let result = try deliveries.map { (delivery) throws(GroupError) -> Delivery in
             if let event = delivery.event { return Delivery(event: event, deliveryCount: delivery.count) }
@@ -545,6 +623,8 @@ public actor ConsumerGroups {
             CommitUnit(
                 writes: settled.map { StateWrite(table: Self.pendingTable(name), key: Self.key($0), value: nil) }))
         for position in settled { groups[name]?.pending[position] = nil }
+        recordSizes(name)
+        metrics[name]?.acks.increment(by: settled.count)
         wakeups.notifyAll()
         return settled.count
     }
@@ -603,6 +683,7 @@ public actor ConsumerGroups {
             ]))
         groups[name]?.dead[position] = nil
         groups[name]?.pending[position] = pending
+        recordSizes(name)
         wakeups.notifyAll()
     }
 

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import LoglineCore
 import LoglineLMDB
+import Metrics
 import Synchronization
 
 /// The event log on LMDB: one environment in a data directory, one writer thread with group commit.
@@ -65,6 +66,7 @@ public final class LMDBEventLog: EventLog {
     private let directoryLock: DirectoryLock
     private let configuration: Configuration
     private let logger: Logger
+    private let metrics: LogMetrics
     private let head: Atomic<UInt64>
     private let lastRecordedAt: Atomic<Int64>
     private let queue = Mutex(WriterQueue())
@@ -78,8 +80,13 @@ public final class LMDBEventLog: EventLog {
     ///   - directory: The data directory.
     ///   - configuration: Sizes.
     ///   - logger: Where notable things are logged.
+    ///   - metricsFactory: Where the log's metrics go (appends, group commits, head, map size); the process's
+    ///     `MetricsSystem` by default, which records nothing until it is bootstrapped.
     /// - Throws: ``OpenError`` when another server holds the directory or the store cannot be opened.
-    public init(directory: String, configuration: Configuration = Configuration(), logger: Logger) throws(OpenError) {
+    public init(
+        directory: String, configuration: Configuration = Configuration(), logger: Logger,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
+    ) throws(OpenError) {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
@@ -93,6 +100,7 @@ public final class LMDBEventLog: EventLog {
         signal(SIGXFSZ, SIG_IGN)
         self.configuration = configuration
         self.logger = logger
+        self.metrics = LogMetrics(factory: metricsFactory)
         do {
             var environmentConfiguration = LMDBEnvironment.Configuration()
             environmentConfiguration.mapSize = configuration.initialMapSize
@@ -125,11 +133,16 @@ public final class LMDBEventLog: EventLog {
         } catch {
             throw OpenError.corrupt("cannot read the store in \(absolute): \(error)")
         }
+        metrics.head.record(Int64(lastPosition))
+        metrics.mapSize.record(Int64(environment.mapSize))
         let thread = Thread { [self] in self.runWriter() }
         thread.name = "logline-writer"
         thread.start()
         logger.info(
-            "event log open", metadata: ["data": "\(absolute)", "last_position": "\(lastPosition)"])
+            "event log open",
+            metadata: [
+                "data": "\(absolute)", "last_position": "\(lastPosition)", "map_size": "\(environment.mapSize)",
+            ])
     }
 
     private func checkFormat() throws {
@@ -470,6 +483,9 @@ public final class LMDBEventLog: EventLog {
     private func commit(_ batch: [PendingWork]) {
         let now = max(Timestamp.now().millisecondsSinceEpoch, lastRecordedAt.load(ordering: .relaxed))
         let startHead = head.load(ordering: .relaxed)
+        let mapSizeBefore = environment.mapSize
+        let started = ContinuousClock.now
+        var staged = started
         let outcome: BatchOutcome
         do {
             outcome = try environment.write { transaction in
@@ -481,6 +497,7 @@ public final class LMDBEventLog: EventLog {
                     }
                 }
                 try stager.finish()
+                staged = ContinuousClock.now
                 return BatchOutcome(results: results, head: stager.head, recordedAt: now)
             }
         } catch {
@@ -493,11 +510,24 @@ public final class LMDBEventLog: EventLog {
                     ? "group commit failed: the disk is full; nothing of it was written"
                     : "group commit failed, nothing of it was written",
                 metadata: ["error": "\(error)", "requests": "\(batch.count)"])
-            for pending in batch { pending.fail("\(error)", diskFull: diskFull) }
+            metrics.commitFailures.increment()
+            var appends = 0
+            for pending in batch {
+                if case .append = pending { appends += 1 }
+                pending.fail("\(error)", diskFull: diskFull)
+            }
+            if appends > 0 { metrics.failed.increment(by: appends) }
+            noteMapGrowth(from: mapSizeBefore)
             return
         }
+        let finished = ContinuousClock.now
         head.store(outcome.head, ordering: .releasing)
         lastRecordedAt.store(outcome.recordedAt, ordering: .relaxed)
+        // Recorded before anyone hears of the commit: a client that has its reply finds the metrics up to date.
+        record(
+            CommitTally(outcome.results), head: outcome.head, events: outcome.head - startHead,
+            requests: batch.count, from: started, staged, finished)
+        noteMapGrowth(from: mapSizeBefore)
         for (pending, result) in zip(batch, outcome.results) {
             switch (pending, result) {
             case (.append(_, let completion), .append(let result)): completion(result)
@@ -508,6 +538,77 @@ public final class LMDBEventLog: EventLog {
         if outcome.head != startHead {
             for listener in listeners.withLock({ $0 }) { listener(outcome.head) }
         }
+    }
+
+    /// What one group commit did, counted from its outcomes and recorded once.
+    private struct CommitTally {
+        var appended = 0
+        var duplicates = 0
+        var conflicts = 0
+        var invalid = 0
+        var unitsCommitted = 0
+        var unitsRefused = 0
+
+        init(_ results: [WorkOutcome]) {
+            for result in results {
+                switch result {
+                case .append(let result): count(result)
+                case .unit(let result): count(result)
+                }
+            }
+        }
+
+        mutating func count(_ result: Result<AppendResult, AppendError>) {
+            switch result {
+            case .success(let outcome):
+                if outcome.alreadyAppended { duplicates += 1 } else { appended += 1 }
+            case .failure(.wrongExpectedVersion), .failure(.eventIDReused), .failure(.partiallyAppended):
+                conflicts += 1
+            case .failure:
+                invalid += 1
+            }
+        }
+
+        mutating func count(_ result: Result<[AppendResult], CommitError>) {
+            switch result {
+            case .success: unitsCommitted += 1
+            case .failure: unitsRefused += 1
+            }
+        }
+    }
+
+    /// Records a group commit's metrics: a handful of atomic additions and two histogram samples per commit.
+    private func record(
+        _ tally: CommitTally, head: LogPosition, events: UInt64, requests: Int, from started: ContinuousClock.Instant,
+        _ staged: ContinuousClock.Instant, _ finished: ContinuousClock.Instant
+    ) {
+        if tally.appended > 0 { metrics.appended.increment(by: tally.appended) }
+        if tally.duplicates > 0 { metrics.duplicates.increment(by: tally.duplicates) }
+        if tally.conflicts > 0 { metrics.conflicts.increment(by: tally.conflicts) }
+        if tally.invalid > 0 { metrics.invalid.increment(by: tally.invalid) }
+        if tally.unitsCommitted > 0 { metrics.unitsCommitted.increment(by: tally.unitsCommitted) }
+        if tally.unitsRefused > 0 { metrics.unitsRefused.increment(by: tally.unitsRefused) }
+        if events > 0 {
+            metrics.events.increment(by: events)
+            metrics.head.record(Int64(truncatingIfNeeded: head))
+        }
+        metrics.requestsPerCommit.record(requests)
+        metrics.eventsPerCommit.record(Int64(truncatingIfNeeded: events))
+        metrics.commitDuration.recordNanoseconds(Self.nanoseconds(finished - started))
+        metrics.syncDuration.recordNanoseconds(Self.nanoseconds(finished - staged))
+    }
+
+    private static func nanoseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+
+    /// Logs and records a growth of the LMDB map during the last commit.
+    private func noteMapGrowth(from before: Int) {
+        let after = environment.mapSize
+        guard after != before else { return }
+        metrics.mapSize.record(Int64(after))
+        logger.notice("storage map grown", metadata: ["from_bytes": "\(before)", "to_bytes": "\(after)"])
     }
 
     /// Stages the requests of one batch into one write transaction.

@@ -2,6 +2,7 @@ import Logging
 import LoglineCore
 import LoglineLog
 import LoglineModuleAPI
+import Metrics
 
 /// Runs one projector or reactor: catch up from its checkpoint in batches, then follow new commits.
 ///
@@ -62,6 +63,8 @@ actor ModuleRunner {
     let views: [ViewDefinition]
     let handle: ModuleHandle
     let signal = WakeSignal()
+    /// The module's gauges, counters and timer; the host also records the lag after each group commit.
+    let metrics: ModuleMetrics
     private let handledEventTypes: Set<String>
     private let policy: FailurePolicy
     private let log: any EventLog
@@ -70,9 +73,13 @@ actor ModuleRunner {
 
     private var checkpoint = ViewStorage.Checkpoint(position: 0, processed: 0)
     private var checkpointBytes: [UInt8]?
-    private var state: ModuleState = .running
+    private var state: ModuleState = .running {
+        didSet { metrics.faulted.record(state == .faulted ? 1 : 0) }
+    }
     private var lastError: String?
-    private var parkedCount = 0
+    private var parkedCount = 0 {
+        didSet { metrics.parked.record(parkedCount) }
+    }
     private var rebuild: RebuildProgress?
     private var cleanups: [UInt64] = []
     /// Events whose reaction could not be appended (for example an id clash): parked on the next try.
@@ -105,7 +112,9 @@ actor ModuleRunner {
         }
     }
 
-    init(module: Module, log: any EventLog, batchSize: Int, logger: Logger) throws {
+    init(
+        module: Module, log: any EventLog, batchSize: Int, logger: Logger, metricsFactory: any MetricsFactory
+    ) throws {
         self.module = module
         switch module {
         case .projector(let projector):
@@ -125,6 +134,7 @@ actor ModuleRunner {
         var logger = logger
         logger[metadataKey: "module"] = "\(name)"
         self.logger = logger
+        self.metrics = ModuleMetrics(module: name, factory: metricsFactory)
         let stored = try StoredState(name: name, log: log)
         checkpointBytes = stored.checkpointBytes
         checkpoint = ViewStorage.Checkpoint(bytes: stored.checkpointBytes)
@@ -132,6 +142,17 @@ actor ModuleRunner {
         cleanups = stored.cleanups
         parkedCount = stored.parkedCount
         handle.setGeneration(stored.generation)
+        handle.advance(to: checkpoint.position)
+        // Property observers do not run in an initialiser: record the starting values here.
+        metrics.parked.record(stored.parkedCount)
+        metrics.faulted.record(0)
+        metrics.record(checkpoint: checkpoint.position, head: log.headPosition)
+    }
+
+    /// Publishes the checkpoint: to the metrics, then to the queries waiting for it (so that a query with `AT` that
+    /// has returned always finds the metrics up to date).
+    private func publishCheckpoint() {
+        metrics.record(checkpoint: checkpoint.position, head: log.headPosition)
         handle.advance(to: checkpoint.position)
     }
 
@@ -176,6 +197,9 @@ actor ModuleRunner {
     /// Runs until cancelled.
     func run() async {
         while !Task.isCancelled {
+            // The loop runs after every group commit (and after its own work): the lag is recorded here, by the
+            // module's one loop, so that no older figure can overwrite a newer one. A faulted module's lag grows too.
+            metrics.record(checkpoint: checkpoint.position, head: log.headPosition)
             var worked = false
             if !operations.isEmpty {
                 await runOperations()
@@ -206,7 +230,7 @@ actor ModuleRunner {
         cleanups = stored.cleanups
         parkedCount = stored.parkedCount
         handle.setGeneration(stored.generation)
-        handle.advance(to: checkpoint.position)
+        publishCheckpoint()
     }
 
     /// Every entry of a parked table, in position order.
@@ -222,6 +246,7 @@ actor ModuleRunner {
     // MARK: - Live batches
 
     private func liveBatch() async -> Bool {
+        let started = ContinuousClock.now
         let batch: EventBatch
         do {
             batch = try log.readBatch(after: checkpoint.position, limit: batchSize, eventTypes: handledEventTypes)
@@ -248,18 +273,35 @@ actor ModuleRunner {
         case .committed:
             checkpoint = newCheckpoint
             checkpointBytes = newCheckpoint.bytes
-            parkedCount += outcome.parked.count
+            if !outcome.parked.isEmpty { parkedCount += outcome.parked.count }
             poisoned.removeAll()
             if let error = outcome.failures.last { lastError = error }
             if let position = outcome.stoppedBefore {
                 state = .faulted
-                logger.error("module stopped before a failing event", metadata: ["position": "\(position)"])
+                logger.error(
+                    "module stopped before a failing event; RETRY or SKIP it",
+                    metadata: ["position": "\(position)", "error": "\(outcome.failures.last ?? "")"])
             }
-            handle.advance(to: checkpoint.position)
+            metrics.processed.increment(by: outcome.processed)
+            metrics.batchDuration.record(duration: ContinuousClock.now - started)
+            publishCheckpoint()
+            logParked(outcome.parked)
         case .retry:
             break
         }
         return true
+    }
+
+    /// One warning line for the events a batch parked: how many, and the first of them with its error.
+    private func logParked(_ parked: [(event: RecordedEvent, error: String, attempts: Int)]) {
+        guard let first = parked.first else { return }
+        logger.warning(
+            "events parked; PARKED lists them",
+            metadata: [
+                "count": "\(parked.count)", "first_position": "\(first.event.position)",
+                "first_event_type": "\(first.event.eventType)", "first_error": "\(first.error)",
+                "parked_now": "\(parkedCount)",
+            ])
     }
 
     private enum CommitOutcome {
@@ -365,10 +407,9 @@ actor ModuleRunner {
                     outcome.failures.append(message)
                     switch policy {
                     case .park:
+                        // Logged once per batch by the caller, after the commit: not one line per event.
                         outcome.parked.append((event, "\(error)", attempt))
                         outcome.processed += 1
-                        logger.warning(
-                            "event parked", metadata: ["position": "\(event.position)", "error": "\(error)"])
                         continue eventLoop
                     case .stop:
                         outcome.stoppedBefore = event.position
@@ -510,6 +551,12 @@ actor ModuleRunner {
             rebuild = next
             if let stopped = outcome.stoppedBefore {
                 lastError = "rebuild stopped before position \(stopped); the live views stay in place"
+                logger.error(
+                    "rebuild abandoned: the projector failed; the live views stay in place",
+                    metadata: [
+                        "generation": "\(progress.generation)", "position": "\(stopped)",
+                        "error": "\(outcome.failures.last ?? "")",
+                    ])
                 await abandonRebuild()
             }
         }
@@ -565,10 +612,13 @@ actor ModuleRunner {
         rebuild = nil
         cleanups.append(oldGeneration)
         handle.setGeneration(progress.generation)
-        handle.advance(to: checkpoint.position)
+        publishCheckpoint()
         logger.info(
-            "rebuild swapped in",
-            metadata: ["generation": "\(progress.generation)", "checkpoint": "\(newCheckpoint.position)"])
+            "rebuild finished and swapped in",
+            metadata: [
+                "generation": "\(progress.generation)", "checkpoint": "\(newCheckpoint.position)",
+                "events_processed": "\(newCheckpoint.processed)", "parked": "\(parkedCount)",
+            ])
     }
 
     private func abandonRebuild() async {
@@ -656,7 +706,8 @@ actor ModuleRunner {
             return .failure(.internal("could not start the rebuild: \(lastError ?? "unknown")"))
         }
         rebuild = progress
-        logger.info("rebuild started", metadata: ["generation": "\(generation)"])
+        logger.info(
+            "rebuild started", metadata: ["generation": "\(generation)", "head": "\(log.headPosition)"])
         return .success("rebuilding into generation \(generation)")
     }
 
@@ -664,6 +715,7 @@ actor ModuleRunner {
         if state == .faulted && position == checkpoint.position + 1 {
             state = .running
             lastError = nil
+            logger.notice("RETRY: resuming at the failing event", metadata: ["position": "\(position)"])
             return .success("resumed at position \(position)")
         }
         let parkedKey = ViewStorage.bigEndian(position)
@@ -700,6 +752,8 @@ actor ModuleRunner {
             return .failure(.internal("could not commit the retry: \(lastError ?? "unknown")"))
         }
         parkedCount -= 1
+        logger.notice(
+            "RETRY: parked event processed", metadata: ["position": "\(position)", "parked_now": "\(parkedCount)"])
         return .success("position \(position) processed")
     }
 
@@ -721,7 +775,8 @@ actor ModuleRunner {
             checkpointBytes = next.bytes
             state = .running
             lastError = nil
-            handle.advance(to: checkpoint.position)
+            publishCheckpoint()
+            logger.notice("SKIP: stepped over the failing event; resumed", metadata: ["position": "\(position)"])
             return .success("skipped position \(position); resumed")
         }
         let table = ViewStorage.parkedTable(name)
@@ -736,6 +791,8 @@ actor ModuleRunner {
             return .failure(.internal("could not skip: \(lastError ?? "unknown")"))
         }
         parkedCount -= 1
+        logger.notice(
+            "SKIP: parked event dropped", metadata: ["position": "\(position)", "parked_now": "\(parkedCount)"])
         return .success("dropped parked position \(position)")
     }
 }

@@ -2,6 +2,7 @@ import Logging
 import LoglineCore
 import LoglineLog
 import LoglineModuleAPI
+import Metrics
 import ServiceLifecycle
 
 /// Runs registered modules over an ``LoglineLog/EventLog`` and answers queries on their views.
@@ -44,11 +45,13 @@ public final class ProjectionHost: Service, Sendable {
     ///   - modules: Projectors, reactors and command handlers.
     ///   - configuration: Tuning.
     ///   - logger: Where notable things are logged.
+    ///   - metricsFactory: Where each module's metrics go (checkpoint, lag, events processed, batch time, parked
+    ///     events), with the module's name as the dimension `module`; the process's `MetricsSystem` by default.
     /// - Throws: ``HostError/badRequest(_:)`` when two modules share a name, a view or a command, or a name is
     ///   invalid; ``HostError/internal(_:)`` when a module's stored state cannot be read.
     public init(
         log: any EventLog, modules: [any LoglineModule], configuration: Configuration = Configuration(),
-        logger: Logger
+        logger: Logger, metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) throws(HostError) {
         self.log = log
         self.configuration = configuration
@@ -78,7 +81,9 @@ public final class ProjectionHost: Service, Sendable {
             }
             let runner: ModuleRunner
             do {
-                runner = try ModuleRunner(module: kind, log: log, batchSize: configuration.batchSize, logger: logger)
+                runner = try ModuleRunner(
+                    module: kind, log: log, batchSize: configuration.batchSize, logger: logger,
+                    metricsFactory: metricsFactory)
             } catch {
                 throw .internal("cannot read the state of \(module.name): \(error)")
             }
@@ -107,7 +112,11 @@ public final class ProjectionHost: Service, Sendable {
     public func run() async throws {
         logger.info(
             "projection host starting",
-            metadata: ["modules": "\(runners.map(\.name) + commandHandlerNames)"])
+            metadata: [
+                "projectors_and_reactors": "\(runners.map(\.name).joined(separator: ","))",
+                "command_handlers": "\(commandHandlerNames.joined(separator: ","))",
+                "head": "\(log.headPosition)",
+            ])
         await withTaskGroup(of: Void.self) { group in
             for runner in runners {
                 group.addTask { await runner.run() }

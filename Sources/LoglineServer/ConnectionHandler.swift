@@ -1,3 +1,4 @@
+import Logging
 import LoglineCore
 import LoglineLog
 import LoglineProtocol
@@ -33,6 +34,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     private let maximumSubscriberLag: UInt64
     private let limits: ConnectionLimits
     private let tokens: TokenTable
+    private let metrics: ServerMetrics
+    private let logger: Logger
     /// What this connection may do: `nil` until `AUTH` succeeds when the server has tokens.
     private var role: AccessToken.Role?
     /// Failed `AUTH` requests on this connection.
@@ -41,6 +44,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     static let maximumFailedAuthentications = 10
     /// `-NOPERM`: the connection's role does not allow the request (not in LoglineCore's codes).
     static let noPermission = ErrorCode(rawValue: "NOPERM")
+    /// `-LAGGING`: a live subscriber fell too far behind and is dropped (not in LoglineCore's codes).
+    static let lagging = ErrorCode(rawValue: "LAGGING")
 
     /// A live tail in progress: the connection is in subscribed mode.
     private struct Subscription {
@@ -54,7 +59,15 @@ final class ConnectionHandler: ChannelInboundHandler {
         var caughtUp = false
     }
 
-    private var subscription: Subscription?
+    private var subscription: Subscription? {
+        didSet {
+            switch (oldValue == nil, subscription == nil) {
+            case (true, false): metrics.subscriptions.increment()
+            case (false, true): metrics.subscriptions.decrement()
+            default: break
+            }
+        }
+    }
     private let trigger = PumpTrigger()
     private let tasks = ConnectionTasks()
     private let inbox = CompletionInbox()
@@ -81,7 +94,8 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     init(
         executor: RequestExecutor, parser: RequestParser, maximumPipelinedRequests: Int, hub: SubscriptionHub,
-        maximumSubscriberLag: UInt64, tokens: TokenTable, limits: ConnectionLimits
+        maximumSubscriberLag: UInt64, tokens: TokenTable, limits: ConnectionLimits, metrics: ServerMetrics,
+        logger: Logger
     ) {
         self.executor = executor
         self.parser = parser
@@ -91,6 +105,13 @@ final class ConnectionHandler: ChannelInboundHandler {
         self.tokens = tokens
         self.role = tokens.isEnabled ? nil : .readWrite
         self.limits = limits
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// The client's address, for log lines.
+    private var remote: String {
+        context?.channel.remoteAddress.map { "\($0)" } ?? "?"
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -107,6 +128,10 @@ final class ConnectionHandler: ChannelInboundHandler {
         let open = executor.connectionOpened()
         context.fireChannelActive()
         if open > limits.maximumConnections {
+            metrics.closedOverLimit.increment()
+            logger.notice(
+                "connection refused: too many connections",
+                metadata: ["remote": "\(remote)", "limit": "\(limits.maximumConnections)"])
             refuse(
                 context, .unavailable,
                 "too many connections (limit \(limits.maximumConnections)); try again later")
@@ -155,6 +180,7 @@ final class ConnectionHandler: ChannelInboundHandler {
                 fill(slot, with: executor.errorReply(error.code, error.message))
                 return
             }
+            metrics.count(request)
             if case .quit = request { closeAfterSlot = slot }
             if subscription != nil {
                 fill(slot, with: subscribedModeReply(request))
@@ -197,6 +223,8 @@ final class ConnectionHandler: ChannelInboundHandler {
                 && closeAfterSlot == nil
             {
                 let milliseconds = limits.idleTimeout.map { $0.nanoseconds / 1_000_000 } ?? 0
+                metrics.closedIdle.increment()
+                logger.debug("closing an idle connection", metadata: ["remote": "\(remote)"])
                 refuse(context, .timeout, "idle for \(milliseconds) ms with nothing in flight; closing")
             }
             return
@@ -215,7 +243,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        // Connection resets and the like: nothing to reply to.
+        // Connection resets and the like: nothing to reply to, and nothing an operator needs at the default level.
+        logger.debug("connection error; closing", metadata: ["remote": "\(remote)", "error": "\(error)"])
         context.close(promise: nil)
     }
 
@@ -248,11 +277,19 @@ final class ConnectionHandler: ChannelInboundHandler {
             return reply
         }
         failedAuthentications += 1
+        metrics.authenticationFailures.increment()
         guard failedAuthentications < Self.maximumFailedAuthentications else {
             closeAfterSlot = slot
+            metrics.closedAfterFailedAuthentication.increment()
+            logger.warning(
+                "authentication failed too often; closing the connection",
+                metadata: ["remote": "\(remote)", "attempts": "\(failedAuthentications)"])
             return executor.errorReply(
                 .noAuth, "invalid token; \(Self.maximumFailedAuthentications) failed attempts, closing the connection")
         }
+        logger.notice(
+            "authentication failed: invalid token",
+            metadata: ["remote": "\(remote)", "attempts": "\(failedAuthentications)"])
         return executor.errorReply(.noAuth, "invalid token")
     }
 
@@ -355,6 +392,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         case .quit:
             ReplyWriter.simpleString("OK", into: &reply)
         default:
+            metrics.countError(.badRequest)
             ReplyWriter.error(.badRequest, "only UNSUBSCRIBE, PING and QUIT are allowed while subscribed", into: &reply)
         }
         return reply
@@ -377,6 +415,8 @@ final class ConnectionHandler: ChannelInboundHandler {
             do {
                 batch = try hub.log.readBatch(after: current.position, limit: 256, eventTypes: current.eventTypes)
             } catch {
+                logger.error("live tail read failed", metadata: ["remote": "\(remote)", "error": "\(error)"])
+                metrics.countError(.internal)
                 var reply = context.channel.allocator.buffer(capacity: 64)
                 ReplyWriter.error(.internal, "read failed: \(error)", into: &reply)
                 endSubscription(closingWith: reply)
@@ -414,9 +454,14 @@ final class ConnectionHandler: ChannelInboundHandler {
             let head = hub.log.headPosition
             let lag = head > current.position ? head - current.position : 0
             if current.caughtUp && lag > maximumSubscriberLag {
+                metrics.closedLagging.increment()
+                metrics.countError(Self.lagging)
+                logger.notice(
+                    "live subscriber dropped: it stopped reading",
+                    metadata: ["remote": "\(remote)", "behind": "\(lag)", "limit": "\(maximumSubscriberLag)"])
                 var reply = context.channel.allocator.buffer(capacity: 128)
                 ReplyWriter.error(
-                    ErrorCode(rawValue: "LAGGING"),
+                    Self.lagging,
                     "subscriber is \(lag) events behind (limit \(maximumSubscriberLag)); resume with SUBSCRIBE FROM "
                         + "\(current.position + 1)", into: &reply)
                 endSubscription(closingWith: reply)

@@ -4,6 +4,7 @@ import LoglineCore
 import LoglineLog
 import LoglineProjectionHost
 import LoglineProtocol
+import Metrics
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -55,6 +56,9 @@ public final class LoglineServer: Service, Sendable {
         public init() {}
     }
 
+    /// The server's version, as `INFO` reports it.
+    public static var version: String { RequestExecutor.version }
+
     private let configuration: Configuration
     private let executor: RequestExecutor
     private let hub: SubscriptionHub
@@ -72,14 +76,18 @@ public final class LoglineServer: Service, Sendable {
     ///   - groups: The consumer groups it serves, if any.
     ///   - eventLoopGroup: The NIO threads (the shared singleton by default).
     ///   - logger: Where notable things are logged.
+    ///   - metricsFactory: Where the server's metrics go (connections, requests by verb, error replies, reads, live
+    ///     tails, authentication and TLS failures); the process's `MetricsSystem` by default.
     ///   - onServerRunning: Called with the bound address once the server listens.
     public init(
         configuration: Configuration, log: any EventLog, host: ProjectionHost? = nil, groups: ConsumerGroups? = nil,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
         onServerRunning: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
     ) {
         self.configuration = configuration
-        self.executor = RequestExecutor(log: log, host: host, groups: groups, logger: logger)
+        self.executor = RequestExecutor(
+            log: log, host: host, groups: groups, logger: logger, metrics: ServerMetrics(factory: metricsFactory))
         self.hub = SubscriptionHub(log: log)
         self.groups = groups
         self.eventLoopGroup = eventLoopGroup
@@ -101,6 +109,7 @@ public final class LoglineServer: Service, Sendable {
         let maximumPipelined = configuration.maximumPipelinedRequests
         let tls = configuration.tls
         let logger = self.logger
+        let metrics = executor.metrics
         let limits = ConnectionLimits(
             maximumConnections: configuration.maximumConnections, idleTimeout: configuration.idleTimeout)
         let serverChannel = try await ServerBootstrap(group: eventLoopGroup)
@@ -115,7 +124,7 @@ public final class LoglineServer: Service, Sendable {
                     if let tls {
                         // First in the pipeline: everything after it sees plaintext.
                         try channel.pipeline.syncOperations.addHandler(tls.makeHandler())
-                        try channel.pipeline.syncOperations.addHandler(TLSErrorFilter(logger: logger))
+                        try channel.pipeline.syncOperations.addHandler(TLSErrorFilter(logger: logger, metrics: metrics))
                     }
                     if let idle = limits.idleTimeout {
                         try channel.pipeline.syncOperations.addHandler(
@@ -126,13 +135,19 @@ public final class LoglineServer: Service, Sendable {
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionHandler(
                             executor: executor, parser: parser, maximumPipelinedRequests: maximumPipelined, hub: hub,
-                            maximumSubscriberLag: maximumLag, tokens: tokens, limits: limits))
+                            maximumSubscriberLag: maximumLag, tokens: tokens, limits: limits, metrics: metrics,
+                            logger: logger))
                 }
             }
             .bind(host: configuration.host, port: configuration.port)
             .get()
         let address = serverChannel.localAddress!
-        logger.info("listening", metadata: ["address": "\(address)", "tls": "\(tls != nil ? "on" : "off")"])
+        logger.info(
+            "listening",
+            metadata: [
+                "address": "\(address)", "tls": "\(tls != nil ? "on" : "off")",
+                "max_connections": "\(configuration.maximumConnections)",
+            ])
         if tokens.isEnabled {
             let readOnly = configuration.tokens.filter { $0.role == .readOnly }.count
             logger.info(
@@ -146,7 +161,10 @@ public final class LoglineServer: Service, Sendable {
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 try? await serverChannel.closeFuture.get()
-            } onGracefulShutdown: {
+            } onGracefulShutdown: { [self] in
+                let open = connections.withLock { $0.count }
+                logger.info(
+                    "shutting down: no new connections; closing the open ones", metadata: ["open": "\(open)"])
                 serverChannel.close(promise: nil)
             }
         } onCancel: {

@@ -20,25 +20,31 @@ final class RequestExecutor: Sendable {
     private let startedAt = ContinuousClock.now
     private let openConnections = Atomic<Int>(0)
     private let totalConnections = Atomic<Int>(0)
+    /// The server's metrics, shared with its connection handlers.
+    let metrics: ServerMetrics
     /// The server's version, reported by `INFO`.
     static let version = "0.1.0"
 
-    init(log: any EventLog, host: ProjectionHost?, groups: ConsumerGroups?, logger: Logger) {
+    init(log: any EventLog, host: ProjectionHost?, groups: ConsumerGroups?, logger: Logger, metrics: ServerMetrics) {
         self.log = log
         self.host = host
         self.groups = groups
         self.logger = logger
+        self.metrics = metrics
     }
 
     /// Counts a new connection.
     /// - Returns: The number of open connections, this one included.
     func connectionOpened() -> Int {
         totalConnections.add(1, ordering: .relaxed)
+        metrics.connectionsTotal.increment()
+        metrics.connections.increment()
         return openConnections.add(1, ordering: .relaxed).newValue
     }
 
     func connectionClosed() {
         openConnections.subtract(1, ordering: .relaxed)
+        metrics.connections.decrement()
     }
 
     /// Runs `request`.
@@ -124,6 +130,7 @@ final class RequestExecutor: Sendable {
                     json.append(UInt8(ascii: "}"))
                     return self.bulkReply(json)
                 } catch {
+                    self.logger.error("backup failed", metadata: ["destination": "\(directory)", "error": "\(error)"])
                     return self.errorReply(.internal, "backup failed: \(error)")
                 }
             }
@@ -314,8 +321,9 @@ final class RequestExecutor: Sendable {
         return buffer
     }
 
-    /// An error reply.
+    /// An error reply, counted by its code.
     func errorReply(_ code: ErrorCode, _ message: String) -> ByteBuffer {
+        metrics.countError(code)
         var buffer = allocator.buffer(capacity: 32 + message.utf8.count)
         ReplyWriter.error(code, message, into: &buffer)
         return buffer
@@ -386,6 +394,7 @@ final class RequestExecutor: Sendable {
             logger.error("read failed", metadata: ["error": "\(error)"])
             return errorReply(.internal, "read failed: \(error)")
         }
+        if !events.isEmpty { metrics.readEvents.increment(by: events.count) }
         var buffer = allocator.buffer(capacity: 16 + events.count * 320)
         ReplyWriter.arrayHeader(events.count, into: &buffer)
         var json = [UInt8]()

@@ -109,7 +109,8 @@ public struct ServerTLS: Sendable {
 }
 
 /// Sits right after the TLS handler: hides the TLS errors that are not worth closing a connection over, and
-/// logs failed handshakes at debug level.
+/// logs and counts failed handshakes (at notice level: a wrong certificate or a client that speaks plain TCP to the
+/// TLS port shows up nowhere else on the server).
 ///
 /// A client that closes its TCP connection, or only its sending side, without a TLS `close_notify` is what
 /// NIOSSL reports as `NIOSSLError.uncleanShutdown`. The protocol treats the end of a client's input the same with
@@ -121,9 +122,11 @@ final class TLSErrorFilter: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundOut = ByteBuffer
 
     private let logger: Logger
+    private let metrics: ServerMetrics
 
-    init(logger: Logger) {
+    init(logger: Logger, metrics: ServerMetrics) {
         self.logger = logger
+        self.metrics = metrics
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -132,7 +135,8 @@ final class TLSErrorFilter: ChannelInboundHandler, RemovableChannelHandler {
             case .uncleanShutdown:
                 return
             case .handshakeFailed:
-                logger.debug(
+                metrics.tlsHandshakeFailures.increment()
+                logger.notice(
                     "TLS handshake failed",
                     metadata: [
                         "remote": "\(context.channel.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)",

@@ -3,9 +3,12 @@ import Foundation
 import Logging
 import LoglineConsumerGroups
 import LoglineLog
+import LoglineMetricsEndpoint
 import LoglineModuleAPI
 import LoglineProjectionHost
 import LoglineServer
+import Metrics
+import Prometheus
 import ServiceLifecycle
 
 /// `logline serve`: opens the log in a data directory and serves it on a TCP port.
@@ -21,6 +24,14 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .long, help: "The port to listen on (0 picks a free one).")
     var port: Int = 7480
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Serve Prometheus metrics at http://<host>:<port>/metrics, on the address of --host (0 picks a free "
+                + "port). Off when not given.",
+            valueName: "port"))
+    var metricsPort: Int?
 
     @Option(name: .long, help: "The largest request in bytes; larger ones get -TOOLARGE and the connection closes.")
     var maxRequestBytes: Int = 1 << 20
@@ -141,6 +152,13 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "logline")
+        if let metricsPort, !(0...65535).contains(metricsPort) {
+            throw ValidationError("--metrics-port must be 0 to 65535")
+        }
+        // Metrics cost nothing when off: MetricsSystem stays the no-op factory unless --metrics-port is given.
+        // Bootstrapped once, here, before anything makes a metric; the libraries take MetricsSystem.factory.
+        let registry: PrometheusCollectorRegistry? = metricsPort == nil ? nil : PrometheusCollectorRegistry()
+        if let registry { MetricsSystem.bootstrap(LoglineMetrics.makeFactory(registry: registry)) }
         guard let credit = ExactDecimal(initialCredit), !credit.isNegative else {
             throw ValidationError("--initial-credit must be a plain decimal such as 1000.00")
         }
@@ -179,6 +197,14 @@ struct Serve: AsyncParsableCommand {
         let selectedModules = try ModuleRegistry.modules(
             named: groupNames, settings: ModuleRegistry.Settings(initialCredit: credit))
 
+        logger.info(
+            "starting",
+            metadata: [
+                "version": "\(LoglineServer.version)", "data": "\(data)", "modules": "\(modules)",
+                "address": "\(host):\(port)", "metrics_port": "\(metricsPort.map { "\($0)" } ?? "off")",
+                "authentication": "\(configuration.tokens.isEmpty ? "off" : "on")",
+                "tls": "\(configuration.tls == nil ? "off" : "on")",
+            ])
         let log: LMDBEventLog
         do {
             log = try LMDBEventLog(directory: data, logger: logger)
@@ -213,15 +239,27 @@ struct Serve: AsyncParsableCommand {
                 "logline: listening on \(address.ipAddress ?? host):\(address.port ?? port), data in \(directory)\(tls)\n"
             FileHandle.standardError.write(Data(text.utf8))
         }
+        // In dependency order: on shutdown the later ones stop first (metrics, then the server), then the modules
+        // finish their batch.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: projectionHost), .init(service: server),
+        ]
+        if let registry, let metricsPort {
+            let endpoint = MetricsEndpoint(registry: registry, host: host, port: metricsPort, logger: logger) {
+                address in
+                let text =
+                    "logline: metrics on http://\(address.ipAddress ?? host):\(address.port ?? metricsPort)/metrics\n"
+                FileHandle.standardError.write(Data(text.utf8))
+            }
+            services.append(.init(service: endpoint))
+        }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                // In dependency order: on shutdown the server stops first, then the modules finish their batch.
-                services: [.init(service: projectionHost), .init(service: server)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
+                services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {
+            logger.error("stopped with an error", metadata: ["error": "\(error)"])
             FileHandle.standardError.write(Data("logline: error: \(error)\n".utf8))
             throw ExitCode(1)
         }

@@ -15,17 +15,21 @@ struct ProcessTests {
     final class ServerProcess {
         let process = Process()
         let port: Int
+        /// What the server wrote on standard error until it listened.
+        let startupOutput: String
         private let errorPipe = Pipe()
 
-        init(data: String) throws {
+        /// Starts the server with `arguments` after the data directory and port, and waits until its standard error
+        /// holds each of `markers` (always "listening on").
+        init(data: String, arguments: [String] = [], waitingFor markers: [String] = []) throws {
             process.executableURL = URL(fileURLWithPath: try loglineExecutable())
-            process.arguments = ["serve", "--data", data, "--port", "0", "--log-level", "warning"]
+            process.arguments = ["serve", "--data", data, "--port", "0", "--log-level", "warning"] + arguments
             process.standardError = errorPipe
             process.standardOutput = FileHandle.nullDevice
             try process.run()
             var collected = ""
             let handle = errorPipe.fileHandleForReading
-            while !collected.contains("listening on") {
+            while !(markers + ["listening on"]).allSatisfy({ collected.contains($0) }) {
                 let data = handle.availableData
                 guard !data.isEmpty else { throw TestFailure("server exited: \(collected)") }
                 collected += String(decoding: data, as: UTF8.self)
@@ -35,6 +39,7 @@ struct ProcessTests {
                 let port = Int(address.split(separator: ":").last!.trimmingCharacters(in: .punctuationCharacters))
             else { throw TestFailure("no port in: \(collected)") }
             self.port = port
+            self.startupOutput = collected
         }
 
         func kill9() {

@@ -2,9 +2,11 @@ import Foundation
 import Logging
 import LoglineClient
 import LoglineCore
+import LoglineMetricsEndpoint
 import NIOCore
 import NIOEmbedded
 import NIOSSL
+import Prometheus
 import Testing
 
 @testable import LoglineServer
@@ -141,7 +143,9 @@ struct TLSTests {
         }
         let recorder = Recorder()
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandler(TLSErrorFilter(logger: Logger(label: "test")))
+        let registry = PrometheusCollectorRegistry()
+        let metrics = ServerMetrics(factory: LoglineMetrics.makeFactory(registry: registry))
+        try channel.pipeline.syncOperations.addHandler(TLSErrorFilter(logger: Logger(label: "test"), metrics: metrics))
         try channel.pipeline.syncOperations.addHandler(recorder)
         channel.pipeline.fireErrorCaught(NIOSSLError.uncleanShutdown)
         #expect(recorder.errors.isEmpty)
@@ -149,6 +153,8 @@ struct TLSTests {
         channel.pipeline.fireErrorCaught(TestFailure("reset"))
         #expect(recorder.errors.count == 2)
         #expect(recorder.errors.last == "reset")
+        // The failed handshake is counted; the unclean shutdown and the reset are not TLS handshake failures.
+        #expect(registry.emitToString().contains("logline_tls_handshake_failures_total 1\n"))
         _ = try channel.finish()
     }
 

@@ -7,6 +7,7 @@ import LoglineLog
 import LoglineModuleAPI
 import LoglineProjectionHost
 import LoglineServer
+import Metrics
 import NIOCore
 import ServiceLifecycle
 import Synchronization
@@ -44,22 +45,25 @@ final class RunningServer: Sendable {
         self.task = task
     }
 
-    /// Starts a server; `directory` defaults to a new temporary one.
+    /// Starts a server; `directory` defaults to a new temporary one. Its metrics go to `metricsFactory` (by
+    /// default the process's `MetricsSystem`, which the tests never bootstrap: no metrics).
     static func start(
         directory: String = TemporaryDirectory().path, modules: [any LoglineModule] = [],
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
         configure: (inout LoglineServer.Configuration) -> Void = { _ in }
     ) async throws -> RunningServer {
         var logger = Logger(label: "test")
         logger.logLevel = .warning
-        let log = try LMDBEventLog(directory: directory, logger: logger)
-        let host = try ProjectionHost(log: log, modules: modules, logger: logger)
+        let log = try LMDBEventLog(directory: directory, logger: logger, metricsFactory: metricsFactory)
+        let host = try ProjectionHost(log: log, modules: modules, logger: logger, metricsFactory: metricsFactory)
         var configuration = LoglineServer.Configuration()
         configuration.port = 0
         configure(&configuration)
         let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let groups = try ConsumerGroups(log: log, logger: logger)
+        let groups = try ConsumerGroups(log: log, logger: logger, metricsFactory: metricsFactory)
         let server = LoglineServer(
-            configuration: configuration, log: log, host: host, groups: groups, logger: logger
+            configuration: configuration, log: log, host: host, groups: groups, logger: logger,
+            metricsFactory: metricsFactory
         ) { address in
             continuation.yield(address.port ?? 0)
             continuation.finish()
