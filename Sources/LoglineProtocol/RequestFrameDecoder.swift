@@ -53,17 +53,23 @@ public struct RequestFrameDecoder: Sendable {
     /// - Parameter buffer: The bytes received so far; consumed as frames are taken.
     /// - Returns: A frame, an error, or a request for more data.
     public func decode(_ buffer: inout ByteBuffer) -> Outcome {
-        // Skip blank lines between requests, as Redis does.
-        while let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
-            first == UInt8(ascii: "\r") || first == UInt8(ascii: "\n")
-        {
-            buffer.moveReaderIndex(forwardBy: 1)
+        // A loop, not recursion: a client may send a megabyte of `*0\r\n`, and each must not cost a stack frame.
+        while true {
+            // Skip blank lines between requests, as Redis does.
+            while let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
+                first == UInt8(ascii: "\r") || first == UInt8(ascii: "\n")
+            {
+                buffer.moveReaderIndex(forwardBy: 1)
+            }
+            guard let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) else { return .needMoreData }
+            if first != UInt8(ascii: "*") {
+                return decodeInline(&buffer)
+            }
+            if let outcome = decodeRESP(&buffer) {
+                return outcome
+            }
+            // An empty array was skipped: look at what follows.
         }
-        guard let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) else { return .needMoreData }
-        if first == UInt8(ascii: "*") {
-            return decodeRESP(&buffer)
-        }
-        return decodeInline(&buffer)
     }
 
     private func tooLarge(_ what: String) -> Outcome {
@@ -138,12 +144,21 @@ public struct RequestFrameDecoder: Sendable {
         return .value(negative ? -value : value, next: lineEnd)
     }
 
-    private func badFrame(_ message: String, consumingTo lineEnd: Int, _ buffer: inout ByteBuffer) -> Outcome {
+    /// Drops a bad request through the end of the offending line, which must lie within the size limit.
+    ///
+    /// A bad line that ends further than ``maximumRequestBytes`` from the start of the request is `TOOLARGE`,
+    /// as it is when its end has not arrived yet: so the outcome is the same however the bytes were split into
+    /// reads, and the decoder never holds more than the limit waiting for a line end.
+    private func badFrame(
+        _ message: String, from start: Int, consumingTo lineEnd: Int, _ buffer: inout ByteBuffer
+    ) -> Outcome {
+        if lineEnd - start > maximumRequestBytes { return tooLarge("request") }
         buffer.moveReaderIndex(to: lineEnd)
         return .error(FramingError(code: .badRequest, message: "protocol error: \(message)", closesConnection: false))
     }
 
-    private func decodeRESP(_ buffer: inout ByteBuffer) -> Outcome {
+    /// Decodes a RESP array at the front of `buffer`; `nil` when it was an empty array (`*0`, `*-1`), skipped.
+    private func decodeRESP(_ buffer: inout ByteBuffer) -> Outcome? {
         let start = buffer.readerIndex
         let count: Int
         var offset: Int
@@ -151,7 +166,7 @@ public struct RequestFrameDecoder: Sendable {
         case .incomplete:
             return buffer.readableBytes > maximumRequestBytes ? tooLarge("request") : .needMoreData
         case .bad(let message, let lineEnd):
-            return badFrame(message, consumingTo: lineEnd, &buffer)
+            return badFrame(message, from: start, consumingTo: lineEnd, &buffer)
         case .value(let value, let next):
             count = value
             offset = next
@@ -159,7 +174,7 @@ public struct RequestFrameDecoder: Sendable {
         if count <= 0 {
             // `*0` and `*-1` are empty requests: skip them, as Redis does.
             buffer.moveReaderIndex(to: offset)
-            return decode(&buffer)
+            return nil
         }
         if count > maximumArguments {
             return .error(
@@ -175,13 +190,13 @@ public struct RequestFrameDecoder: Sendable {
             case .incomplete:
                 return buffer.writerIndex - start > maximumRequestBytes ? tooLarge("request") : .needMoreData
             case .bad(let message, let lineEnd):
-                return badFrame(message, consumingTo: lineEnd, &buffer)
+                return badFrame(message, from: start, consumingTo: lineEnd, &buffer)
             case .value(let value, let next):
                 length = value
                 offset = next
             }
             guard length >= 0 else {
-                return badFrame("invalid bulk length", consumingTo: offset, &buffer)
+                return badFrame("invalid bulk length", from: start, consumingTo: offset, &buffer)
             }
             if offset + length + 2 - start > maximumRequestBytes { return tooLarge("request") }
             guard buffer.writerIndex >= offset + length + 2 else { return .needMoreData }
@@ -196,7 +211,7 @@ public struct RequestFrameDecoder: Sendable {
                     return buffer.readableBytes > maximumRequestBytes ? tooLarge("request") : .needMoreData
                 }
                 let end = newline - view.startIndex + buffer.readerIndex + 1
-                return badFrame("bulk string not terminated by CRLF", consumingTo: end, &buffer)
+                return badFrame("bulk string not terminated by CRLF", from: start, consumingTo: end, &buffer)
             }
             arguments.append(buffer.getSlice(at: offset, length: length)!)
             offset += length + 2
