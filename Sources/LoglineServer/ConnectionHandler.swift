@@ -10,8 +10,9 @@ import NIOCore
 /// request takes a slot in `pending`; a reply fills its slot, and every filled slot at the front is written.
 /// Requests take effect in the order they were sent: an append goes to the log's queue at once (the writer
 /// keeps queue order), while any other request waits until the appends before it are durable.
-/// When too many requests are in flight, or the client stops reading its replies, the handler stops reading
-/// from the socket until it catches up (backpressure, rather than unbounded memory).
+/// When too many requests are in flight, or the client stops reading its replies, the handler stops taking requests
+/// (``RequestIntake/isPaused``: its ``RequestDecoderHandler`` frames nothing more and stops reading the socket)
+/// until it catches up: backpressure, rather than unbounded memory.
 ///
 /// When the server has tokens, the connection has no role until `AUTH` succeeds: every request but the few that
 /// ``RequestFrame/isAllowedBeforeAuthentication`` allows is answered `-NOAUTH` unparsed, and a request its role
@@ -28,6 +29,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     private let hub: SubscriptionHub
     private let maximumSubscriberLag: UInt64
     private let limits: ConnectionLimits
+    private let intake: RequestIntake
     private let tokens: TokenTable
     /// What this connection may do: `nil` until `AUTH` succeeds when the server has tokens.
     private var role: AccessToken.Role?
@@ -68,11 +70,16 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var waiting = CircularBuffer<(slot: Int, request: Request)>()
     private var readingPaused = false
     private var insideReadLoop = false
+    /// Bytes written since the last flush: flushed early past ``flushThreshold``, so that a long read loop does not
+    /// gather its replies unflushed (with TLS, unflushed replies wait in the TLS handler, where the channel's
+    /// writability does not see them).
+    private var unflushedBytes = 0
+    static let flushThreshold = 64 * 1024
     private var context: ChannelHandlerContext?
 
     init(
         executor: RequestExecutor, parser: RequestParser, maximumPipelinedRequests: Int, hub: SubscriptionHub,
-        maximumSubscriberLag: UInt64, tokens: TokenTable, limits: ConnectionLimits
+        maximumSubscriberLag: UInt64, tokens: TokenTable, limits: ConnectionLimits, intake: RequestIntake
     ) {
         self.executor = executor
         self.parser = parser
@@ -82,6 +89,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         self.tokens = tokens
         self.role = tokens.isEnabled ? nil : .readWrite
         self.limits = limits
+        self.intake = intake
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -166,11 +174,13 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         insideReadLoop = false
+        unflushedBytes = 0
         context.flush()
         context.fireChannelReadComplete()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        startWaiting()
         updateReading()
         if subscription != nil { pump() }
         context.fireChannelWritabilityChanged()
@@ -281,14 +291,24 @@ final class ConnectionHandler: ChannelInboundHandler {
         insideReadLoop = true
         for item in items { completed(item.slot, isAppend: item.isAppend, with: item.reply) }
         insideReadLoop = wasDeferring
-        if !wasDeferring { context?.flush() }
+        if !wasDeferring {
+            unflushedBytes = 0
+            context?.flush()
+        }
     }
 
     private func completed(_ slot: Int, isAppend: Bool, with reply: ByteBuffer) {
         if isAppend { appendsInFlight -= 1 } else { othersInFlight -= 1 }
         fill(slot, with: reply)
-        // Requests held back run now, in order: each sees the effects of every request sent before it.
-        while let (waitingSlot, request) = waiting.first, mayStart(request) {
+        startWaiting()
+    }
+
+    /// Starts the requests held back that may start now, in order: each sees the effects of every request sent
+    /// before it. None starts while the client is not taking its replies, which would only pile up; they start
+    /// when the channel is writable again.
+    private func startWaiting() {
+        guard let context else { return }
+        while context.channel.isWritable, let (waitingSlot, request) = waiting.first, mayStart(request) {
             waiting.removeFirst()
             run(request, in: waitingSlot)
         }
@@ -384,7 +404,8 @@ final class ConnectionHandler: ChannelInboundHandler {
             }
             current.position = batch.scannedThrough
             subscription = current
-            if buffer.readableBytes > 0 { context.write(wrapOutboundOut(buffer), promise: nil) }
+            // Flushed round by round: with TLS, only flushed bytes count against the channel's writability.
+            if buffer.readableBytes > 0 { context.writeAndFlush(wrapOutboundOut(buffer), promise: nil) }
             rounds += 1
             guard subscription != nil else { return }  // ended while writing
         }
@@ -435,9 +456,13 @@ final class ConnectionHandler: ChannelInboundHandler {
                 pending.removeAll()
                 return
             }
+            unflushedBytes += ready.readableBytes
             context.write(wrapOutboundOut(ready), promise: nil)
         }
-        if wrote && !insideReadLoop { context.flush() }
+        if wrote && (!insideReadLoop || unflushedBytes >= Self.flushThreshold) {
+            unflushedBytes = 0
+            context.flush()
+        }
         if subscription != nil && pending.isEmpty { pump() }
         updateReading()
     }
@@ -448,6 +473,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         let shouldPause = pending.count >= maximumPipelinedRequests || !context.channel.isWritable
         if shouldPause != readingPaused {
             readingPaused = shouldPause
+            intake.isPaused = shouldPause
             context.channel.setOption(ChannelOptions.autoRead, value: !shouldPause).whenComplete { _ in }
             if !shouldPause { context.read() }
         }

@@ -114,12 +114,13 @@ public final class LoglineServer: Service, Sendable {
                         try channel.pipeline.syncOperations.addHandler(
                             IdleStateHandler(readTimeout: TimeAmount.nanoseconds(idle.nanoseconds)))
                     }
+                    let intake = RequestIntake()
                     try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(RequestDecoderHandler(decoder: decoder)))
+                        RequestDecoderHandler(decoder: decoder, intake: intake))
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionHandler(
                             executor: executor, parser: parser, maximumPipelinedRequests: maximumPipelined, hub: hub,
-                            maximumSubscriberLag: maximumLag, tokens: tokens, limits: limits))
+                            maximumSubscriberLag: maximumLag, tokens: tokens, limits: limits, intake: intake))
                 }
             }
             .bind(host: configuration.host, port: configuration.port)

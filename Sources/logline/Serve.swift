@@ -22,8 +22,15 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "The port to listen on (0 picks a free one).")
     var port: Int = 7480
 
-    @Option(name: .long, help: "The largest request in bytes; larger ones get -TOOLARGE and the connection closes.")
+    @Option(
+        name: .long,
+        help: "The largest request in bytes (at least 1024); larger ones get -TOOLARGE and the connection closes.")
     var maxRequestBytes: Int = 1 << 20
+
+    @Option(
+        name: .long,
+        help: "The most requests of one connection in flight or waiting; past it the server stops reading from it.")
+    var maxPipelined: Int = 1024
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
@@ -143,9 +150,10 @@ struct Serve: AsyncParsableCommand {
         configuration.host = host
         configuration.port = port
         configuration.maximumRequestBytes = maxRequestBytes
+        configuration.maximumPipelinedRequests = maxPipelined
         configuration.maximumSubscriberLag = maxSubscriberLag
-        guard maxConnections >= 1, idleTimeout >= 0 else {
-            throw ValidationError("--max-connections must be at least 1 and --idle-timeout at least 0")
+        guard idleTimeout >= 0 else {
+            throw ValidationError("--idle-timeout must be at least 0")
         }
         configuration.maximumConnections = maxConnections
         configuration.idleTimeout = idleTimeout == 0 ? nil : .seconds(idleTimeout)
