@@ -31,6 +31,8 @@ final class RequestDecoderHandler: ChannelDuplexHandler {
     private let intake: RequestIntake
     /// Bytes received and not yet framed.
     private var buffer: ByteBuffer?
+    /// How far the decoder got into the request at the front of ``buffer``.
+    private var progress = RequestFrameDecoder.Progress()
     private var discarding = false
     /// Inside ``decodeAvailable(context:)``: a `read()` or a writability change during it must not re-enter.
     private var decoding = false
@@ -95,7 +97,7 @@ final class RequestDecoderHandler: ChannelDuplexHandler {
         var passedOn = false
         while !intake.isPaused && !discarding, var current = buffer {
             buffer = nil  // one owner while decoding, so the buffer is not copied on write
-            let outcome = decoder.decode(&current)
+            let outcome = decoder.decode(&current, resuming: &progress)
             buffer = current
             switch outcome {
             case .needMoreData:

@@ -117,4 +117,33 @@ struct ProtocolFuzzTests {
         #expect(decodeAllAtOnce(decoder, input).results == expected)
         #expect(decodeInChunks(decoder, input, chunk: 1).results == expected)
     }
+
+    @Test(
+        "a request arriving byte by byte costs time in proportion to its size, not its square",
+        arguments: [
+            // 4,096 arguments: framed again from the start on every read, this was 600 million header parses.
+            ProtocolFuzzer.resp(Array(repeating: Array(repeating: UInt8(ascii: "a"), count: 64), count: 4096)),
+            // A long line: searched again for its end from the start on every read.
+            Array(repeating: UInt8(ascii: "x"), count: 300_000) + Array("\n".utf8),
+        ])
+    func byteByByteIsLinear(input: [UInt8]) {
+        let decoder = RequestFrameDecoder()
+        var progress = RequestFrameDecoder.Progress()
+        var buffer = ByteBufferAllocator().buffer(capacity: input.count)
+        let clock = ContinuousClock()
+        let started = clock.now
+        var outcome = RequestFrameDecoder.Outcome.needMoreData
+        for byte in input {
+            buffer.writeInteger(byte)
+            outcome = decoder.decode(&buffer, resuming: &progress)
+            // Linear, this takes a second or two even in a debug build; quadratic, it takes most of an hour.
+            if clock.now - started > .seconds(120) { break }
+        }
+        #expect(clock.now - started < .seconds(120))
+        guard case .frame = outcome else {
+            Issue.record("expected a frame at the last byte, got \(outcome)")
+            return
+        }
+        #expect(buffer.readableBytes == 0)
+    }
 }

@@ -439,8 +439,12 @@ struct ProtocolFuzzer {
         var offset = 0
         let sizes = reads ?? [input.count]
         var steps = 0
-        for size in sizes where offset < input.count {
+        // In reads, as the server does: the decoder goes on from where it stopped, and the buffer is compacted
+        // between reads now and then.
+        var progress = RequestFrameDecoder.Progress()
+        for (index, size) in sizes.enumerated() where offset < input.count {
             let end = min(input.count, offset + max(size, 1))
+            if index % 3 == 2 { buffer.discardReadBytes() }
             buffer.writeBytes(input[offset..<end])
             offset = end
             decoding: while true {
@@ -451,7 +455,9 @@ struct ProtocolFuzzer {
                     return (outcomes, buffer.readableBytes, false)
                 }
                 let before = buffer.readableBytes
-                switch decoder.decode(&buffer) {
+                let outcome =
+                    reads == nil ? decoder.decode(&buffer) : decoder.decode(&buffer, resuming: &progress)
+                switch outcome {
                 case .needMoreData:
                     if buffer.readableBytes > decoder.maximumRequestBytes {
                         failures.append(
