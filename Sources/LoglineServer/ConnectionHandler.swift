@@ -61,6 +61,10 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var firstPendingSlot = 0
     private var nextSlot = 0
     private var closeAfterSlot: Int?
+    /// The last reply is written or on its way: the connection closes once the client has had it.
+    private var closing = false
+    /// The client has shut down its side: it sends nothing more.
+    private var inputClosed = false
     /// Appends of this connection not yet durable.
     private var appendsInFlight = 0
     /// Other requests of this connection that complete later (commands, waits for a view, rebuilds).
@@ -120,8 +124,41 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// Sends a last reply, then closes; requests that arrive after it are ignored.
     private func close(_ context: ChannelHandlerContext, after reply: ByteBuffer) {
         closeAfterSlot = nextSlot
-        let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-        context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in boundContext.value.close(promise: nil) }
+        finish(context, with: reply)
+    }
+
+    /// How long a closing connection goes on reading, and dropping, what the client still sends.
+    static let lingerTime = TimeAmount.seconds(2)
+
+    /// Writes the last reply and closes so that the client gets to read it.
+    ///
+    /// Closing a socket while input is still unread makes the kernel reset the connection, and the client loses
+    /// what it has not read yet: a client still sending a request over the size limit would see "connection reset"
+    /// instead of `-TOOLARGE`. So after the reply the server shuts down only its output (the client reads the reply,
+    /// then the end of the stream), and reads on, dropping everything, until the client closes or ``lingerTime``
+    /// has passed.
+    private func finish(_ context: ChannelHandlerContext, with reply: ByteBuffer) {
+        closing = true
+        intake.isDiscarding = true
+        intake.isPaused = false
+        if readingPaused {
+            readingPaused = false
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        }
+        context.read()
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let inputClosed = self.inputClosed
+        context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { result in
+            let context = bound.value
+            guard case .success = result, !inputClosed else {
+                context.close(promise: nil)
+                return
+            }
+            let shutdown = context.eventLoop.makePromise(of: Void.self)
+            context.close(mode: .output, promise: shutdown)
+            shutdown.futureResult.whenFailure { _ in bound.value.close(promise: nil) }
+            context.eventLoop.scheduleTask(in: Self.lingerTime) { bound.value.close(promise: nil) }
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -200,7 +237,8 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
         if let event = event as? ChannelEvent, event == .inputClosed {
             // The client sent all it will send (`printf ... | nc`): answer what is in flight, then close.
-            if pending.isEmpty {
+            inputClosed = true
+            if pending.isEmpty || closing {
                 context.close(promise: nil)
             } else if closeAfterSlot == nil {
                 closeAfterSlot = nextSlot - 1
@@ -449,11 +487,8 @@ final class ConnectionHandler: ChannelInboundHandler {
             firstPendingSlot += 1
             wrote = true
             if written == closeAfterSlot {
-                let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-                context.writeAndFlush(wrapOutboundOut(ready)).whenComplete { _ in
-                    boundContext.value.close(promise: nil)
-                }
                 pending.removeAll()
+                finish(context, with: ready)
                 return
             }
             unflushedBytes += ready.readableBytes
@@ -469,7 +504,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     /// Stops reading while too many requests wait or the client is not taking its replies; resumes after.
     private func updateReading() {
-        guard let context else { return }
+        guard let context, !closing else { return }
         let shouldPause = pending.count >= maximumPipelinedRequests || !context.channel.isWritable
         if shouldPause != readingPaused {
             readingPaused = shouldPause

@@ -7,6 +7,8 @@ final class RequestIntake {
     /// Set by the connection handler while too many requests are in flight or the client is not reading its
     /// replies: the decoder then frames nothing more, and the socket is not read.
     var isPaused = false
+    /// Set by the connection handler once it is closing: every byte is read and dropped.
+    var isDiscarding = false
 }
 
 /// Frames requests off the socket with ``RequestFrameDecoder``, only as fast as the connection handler takes them.
@@ -29,6 +31,8 @@ final class RequestDecoderHandler: ChannelDuplexHandler {
 
     private let decoder: RequestFrameDecoder
     private let intake: RequestIntake
+    /// Whether input is dropped: after a framing error that closes the connection, or while the connection closes.
+    private var isDropping: Bool { discarding || intake.isDiscarding }
     /// Bytes received and not yet framed.
     private var buffer: ByteBuffer?
     /// How far the decoder got into the request at the front of ``buffer``.
@@ -49,7 +53,10 @@ final class RequestDecoderHandler: ChannelDuplexHandler {
     var bufferedBytes: Int { buffer?.readableBytes ?? 0 }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !discarding else { return }
+        guard !isDropping else {
+            buffer = nil
+            return
+        }
         var incoming = unwrapInboundIn(data)
         if buffer == nil {
             buffer = incoming
@@ -66,7 +73,7 @@ final class RequestDecoderHandler: ChannelDuplexHandler {
             context.fireChannelReadComplete()
         }
         // While paused, the socket is not read: the connection handler calls read() again when it resumes.
-        guard !intake.isPaused, !inputClosed else { return }
+        guard !intake.isPaused || isDropping, !inputClosed else { return }
         context.read()
     }
 
@@ -95,7 +102,7 @@ final class RequestDecoderHandler: ChannelDuplexHandler {
         decoding = true
         defer { decoding = false }
         var passedOn = false
-        while !intake.isPaused && !discarding, var current = buffer {
+        while !intake.isPaused && !isDropping, var current = buffer {
             buffer = nil  // one owner while decoding, so the buffer is not copied on write
             let outcome = decoder.decode(&current, resuming: &progress)
             buffer = current
@@ -116,13 +123,13 @@ final class RequestDecoderHandler: ChannelDuplexHandler {
                 context.fireChannelRead(wrapInboundOut(outcome))
             }
         }
-        if buffer == nil || discarding { passOnEndOfInput(context: context) }
+        if buffer == nil || isDropping { passOnEndOfInput(context: context) }
         return passedOn
     }
 
     /// Passes on end of input once every whole request has been framed; a partial one is dropped.
     private func passOnEndOfInput(context: ChannelHandlerContext) {
-        guard inputClosed, !inputClosedPassedOn, !intake.isPaused || discarding else { return }
+        guard inputClosed, !inputClosedPassedOn, !intake.isPaused || isDropping else { return }
         inputClosedPassedOn = true
         buffer = nil
         context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)

@@ -91,6 +91,19 @@ struct LimitTests {
         await server.stop()
     }
 
+    @Test("a client still sending a request over the size limit finishes sending and reads -TOOLARGE")
+    func tooLargeReachesAClientThatIsStillSending() async throws {
+        let server = try await RunningServer.start()
+        let connection = try RawConnection(port: server.port)
+        // 64 MB in one go, more than the socket buffers hold: the server refuses the request after the first
+        // megabyte, while the client is still sending. Closing then, with input unread, would reset the connection:
+        // the client's send would fail, and a client that has not yet read would lose the reply.
+        try connection.send(Array(repeating: UInt8(ascii: "x"), count: 64 << 20))
+        let text = connection.readToEnd()
+        #expect(text == "-TOOLARGE request exceeds the limit of 1048576 bytes\r\n")
+        await server.stop()
+    }
+
     @Test("a pipeline limit of one still answers every pipelined request, in order")
     func pipelineLimitOfOne() async throws {
         let server = try await RunningServer.start { $0.maximumPipelinedRequests = 1 }
