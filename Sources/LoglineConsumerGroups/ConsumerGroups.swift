@@ -378,7 +378,12 @@ public actor ConsumerGroups {
         let cursor: LogPosition
         switch settings.start {
         case .now: cursor = log.headPosition
-        case .position(let position): cursor = position > 0 ? position - 1 : 0
+        case .position(let position):
+            // Positions are stored, and shown, as JSON integers of 64 bits with a sign.
+            guard position <= LogPosition(Int64.max) else {
+                throw .badRequest("FROM must be a position of at most \(Int64.max)")
+            }
+            cursor = position > 0 ? position - 1 : 0
         }
         let group = Group(settings: settings, createdAt: Self.now(), cursor: cursor)
         try await commit(

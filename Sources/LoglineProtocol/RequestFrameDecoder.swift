@@ -23,7 +23,9 @@ public struct FramingError: Error, Hashable, Sendable {
 ///
 /// A pure state machine over a `ByteBuffer`: no I/O, so it is tested byte by byte without sockets. It consumes
 /// bytes only when a whole frame (or a whole bad line) is there, and checks sizes before buffering, so a client
-/// cannot make the server hold more than ``maximumRequestBytes`` for one request.
+/// cannot make the server hold more than ``maximumRequestBytes`` for one request. With a ``Progress`` kept
+/// between calls (``decode(_:resuming:)``), each call goes on where the last one stopped, so a request costs time
+/// in proportion to its size however many reads it arrives in.
 public struct RequestFrameDecoder: Sendable {
     /// The largest request accepted, in bytes, framing included.
     public let maximumRequestBytes: Int
@@ -45,25 +47,71 @@ public struct RequestFrameDecoder: Sendable {
         case frame(RequestFrame)
         /// A bad request; the bad bytes were consumed (up to the end of the offending line).
         case error(FramingError)
-        /// Not enough bytes yet; nothing was consumed.
+        /// Not enough bytes yet; nothing of the request was consumed (blank lines and empty arrays before it may
+        /// have been).
         case needMoreData
     }
 
-    /// Takes the next request from the front of `buffer`.
+    /// How far the decoder got into a request that has not arrived whole.
+    ///
+    /// Without it, each call frames the request again from its start: a request of many arguments, or a long
+    /// line, arriving in many small reads would cost time quadratic in its size, which a client could use to make
+    /// the server spin. Offsets are relative to the start of the request (the buffer's reader index), so the
+    /// caller may compact the buffer between calls, as long as it consumes nothing and only appends.
+    public struct Progress: Hashable, Sendable {
+        /// The argument count of a RESP request whose header has been read; 0 before.
+        fileprivate var count = 0
+        /// Where the next bulk header starts.
+        fileprivate var offset = 0
+        /// The arguments framed so far.
+        fileprivate var arguments: [Range<Int>] = []
+        /// How far the search for the end of the current line has looked without finding it.
+        fileprivate var searched = 0
+
+        /// Nothing framed yet.
+        public init() {}
+    }
+
+    /// Takes the next request from the front of `buffer`, framing it from its start.
     /// - Parameter buffer: The bytes received so far; consumed as frames are taken.
     /// - Returns: A frame, an error, or a request for more data.
     public func decode(_ buffer: inout ByteBuffer) -> Outcome {
-        // Skip blank lines between requests, as Redis does.
-        while let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
-            first == UInt8(ascii: "\r") || first == UInt8(ascii: "\n")
-        {
-            buffer.moveReaderIndex(forwardBy: 1)
+        var progress = Progress()
+        return decode(&buffer, resuming: &progress)
+    }
+
+    /// Takes the next request from the front of `buffer`, going on from where the last call stopped.
+    /// - Parameters:
+    ///   - buffer: The bytes received so far; consumed as frames are taken.
+    ///   - progress: What the last call on this buffer left (a fresh ``Progress`` at first); updated.
+    /// - Returns: A frame, an error, or a request for more data.
+    public func decode(_ buffer: inout ByteBuffer, resuming progress: inout Progress) -> Outcome {
+        // A loop, not recursion: a client may send a megabyte of `*0\r\n`, and each must not cost a stack frame.
+        while true {
+            // Skip blank lines between requests, as Redis does. (Within a request, the first byte is never one.)
+            while let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
+                first == UInt8(ascii: "\r") || first == UInt8(ascii: "\n")
+            {
+                buffer.moveReaderIndex(forwardBy: 1)
+            }
+            guard let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) else { return .needMoreData }
+            let outcome: Outcome?
+            if first == UInt8(ascii: "*") {
+                outcome = decodeRESP(&buffer, &progress)
+            } else {
+                outcome = decodeInline(&buffer, &progress)
+            }
+            switch outcome {
+            case .some(.needMoreData):
+                return .needMoreData
+            case .some(let outcome):
+                progress = Progress()
+                return outcome
+            case .none:
+                // An empty array was skipped: look at what follows.
+                progress = Progress()
+            }
         }
-        guard let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) else { return .needMoreData }
-        if first == UInt8(ascii: "*") {
-            return decodeRESP(&buffer)
-        }
-        return decodeInline(&buffer)
     }
 
     private func tooLarge(_ what: String) -> Outcome {
@@ -73,12 +121,26 @@ public struct RequestFrameDecoder: Sendable {
                 closesConnection: true))
     }
 
-    private func decodeInline(_ buffer: inout ByteBuffer) -> Outcome {
+    /// Finds the end of a line: the index just past the first `\n` at or after `from`, or `nil` when none has
+    /// arrived. Bytes searched on an earlier call (``Progress/searched``) are not searched again.
+    private func lineEnd(in buffer: ByteBuffer, from: Int, _ progress: inout Progress) -> Int? {
+        let start = buffer.readerIndex
+        let begin = max(from, start + progress.searched)
+        guard begin < buffer.writerIndex else { return nil }
         let view = buffer.readableBytesView
-        guard let newline = view.firstIndex(of: UInt8(ascii: "\n")) else {
+        let viewBegin = view.startIndex + (begin - start)
+        guard let newline = view[viewBegin...].firstIndex(of: UInt8(ascii: "\n")) else {
+            progress.searched = buffer.writerIndex - start
+            return nil
+        }
+        return newline - view.startIndex + start + 1
+    }
+
+    private func decodeInline(_ buffer: inout ByteBuffer, _ progress: inout Progress) -> Outcome {
+        guard let end = lineEnd(in: buffer, from: buffer.readerIndex, &progress) else {
             return buffer.readableBytes > maximumRequestBytes ? tooLarge("request") : .needMoreData
         }
-        let lineLength = newline - view.startIndex
+        let lineLength = end - 1 - buffer.readerIndex
         if lineLength + 1 > maximumRequestBytes { return tooLarge("request") }
         var contentLength = lineLength
         if contentLength > 0, buffer.getInteger(at: buffer.readerIndex + contentLength - 1, as: UInt8.self) == 13 {
@@ -96,7 +158,9 @@ public struct RequestFrameDecoder: Sendable {
         case bad(String, lineEnd: Int)
     }
 
-    private func header(_ buffer: ByteBuffer, at offset: Int, marker: UInt8, name: String) -> HeaderResult {
+    private func header(
+        _ buffer: ByteBuffer, at offset: Int, marker: UInt8, name: String, _ progress: inout Progress
+    ) -> HeaderResult {
         // A header is at most 20 digits plus marker and sign; do not scan further than that for its end.
         let limit = min(buffer.writerIndex, offset + 24)
         var index = offset
@@ -104,12 +168,9 @@ public struct RequestFrameDecoder: Sendable {
         guard index < limit else {
             if buffer.writerIndex >= offset + 24 {
                 // No line end where one must be: find the next one to resynchronise.
-                let view = buffer.readableBytesView
-                let relative = offset - buffer.readerIndex
-                if let end = view[(view.startIndex + relative)...].firstIndex(of: UInt8(ascii: "\n")) {
-                    return .bad("invalid \(name)", lineEnd: end - view.startIndex + buffer.readerIndex + 1)
+                if let end = lineEnd(in: buffer, from: offset, &progress) {
+                    return .bad("invalid \(name)", lineEnd: end)
                 }
-                return .incomplete
             }
             return .incomplete
         }
@@ -138,50 +199,67 @@ public struct RequestFrameDecoder: Sendable {
         return .value(negative ? -value : value, next: lineEnd)
     }
 
-    private func badFrame(_ message: String, consumingTo lineEnd: Int, _ buffer: inout ByteBuffer) -> Outcome {
+    /// Drops a bad request through the end of the offending line, which must lie within the size limit.
+    ///
+    /// A bad line that ends further than ``maximumRequestBytes`` from the start of the request is `TOOLARGE`,
+    /// as it is when its end has not arrived yet: so the outcome is the same however the bytes were split into
+    /// reads, and the decoder never holds more than the limit waiting for a line end.
+    private func badFrame(
+        _ message: String, from start: Int, consumingTo lineEnd: Int, _ buffer: inout ByteBuffer
+    ) -> Outcome {
+        if lineEnd - start > maximumRequestBytes { return tooLarge("request") }
         buffer.moveReaderIndex(to: lineEnd)
         return .error(FramingError(code: .badRequest, message: "protocol error: \(message)", closesConnection: false))
     }
 
-    private func decodeRESP(_ buffer: inout ByteBuffer) -> Outcome {
+    /// Decodes a RESP array at the front of `buffer`, from where `progress` says the last call stopped; `nil` when
+    /// it was an empty array (`*0`, `*-1`), skipped.
+    private func decodeRESP(_ buffer: inout ByteBuffer, _ progress: inout Progress) -> Outcome? {
         let start = buffer.readerIndex
-        let count: Int
         var offset: Int
-        switch header(buffer, at: start, marker: UInt8(ascii: "*"), name: "multibulk length") {
-        case .incomplete:
-            return buffer.readableBytes > maximumRequestBytes ? tooLarge("request") : .needMoreData
-        case .bad(let message, let lineEnd):
-            return badFrame(message, consumingTo: lineEnd, &buffer)
-        case .value(let value, let next):
-            count = value
-            offset = next
+        if progress.count > 0 {
+            offset = start + progress.offset
+        } else {
+            switch header(buffer, at: start, marker: UInt8(ascii: "*"), name: "multibulk length", &progress) {
+            case .incomplete:
+                return buffer.readableBytes > maximumRequestBytes ? tooLarge("request") : .needMoreData
+            case .bad(let message, let lineEnd):
+                return badFrame(message, from: start, consumingTo: lineEnd, &buffer)
+            case .value(let value, let next):
+                if value <= 0 {
+                    // `*0` and `*-1` are empty requests: skip them, as Redis does.
+                    buffer.moveReaderIndex(to: next)
+                    return nil
+                }
+                if value > maximumArguments {
+                    return .error(
+                        FramingError(
+                            code: .tooLarge,
+                            message: "request has \(value) arguments, the limit is \(maximumArguments)",
+                            closesConnection: true))
+                }
+                progress = Progress()
+                progress.count = value
+                progress.arguments.reserveCapacity(value)
+                offset = next
+            }
         }
-        if count <= 0 {
-            // `*0` and `*-1` are empty requests: skip them, as Redis does.
-            buffer.moveReaderIndex(to: offset)
-            return decode(&buffer)
-        }
-        if count > maximumArguments {
-            return .error(
-                FramingError(
-                    code: .tooLarge, message: "request has \(count) arguments, the limit is \(maximumArguments)",
-                    closesConnection: true))
-        }
-        var arguments: [ByteBuffer] = []
-        arguments.reserveCapacity(count)
-        for _ in 0..<count {
+        while progress.arguments.count < progress.count {
+            let headerStart = offset
+            // Where the next call goes on if this argument has not arrived whole.
+            progress.offset = headerStart - start
             let length: Int
-            switch header(buffer, at: offset, marker: UInt8(ascii: "$"), name: "bulk length") {
+            switch header(buffer, at: offset, marker: UInt8(ascii: "$"), name: "bulk length", &progress) {
             case .incomplete:
                 return buffer.writerIndex - start > maximumRequestBytes ? tooLarge("request") : .needMoreData
             case .bad(let message, let lineEnd):
-                return badFrame(message, consumingTo: lineEnd, &buffer)
+                return badFrame(message, from: start, consumingTo: lineEnd, &buffer)
             case .value(let value, let next):
                 length = value
                 offset = next
             }
             guard length >= 0 else {
-                return badFrame("invalid bulk length", consumingTo: offset, &buffer)
+                return badFrame("invalid bulk length", from: start, consumingTo: offset, &buffer)
             }
             if offset + length + 2 - start > maximumRequestBytes { return tooLarge("request") }
             guard buffer.writerIndex >= offset + length + 2 else { return .needMoreData }
@@ -190,17 +268,16 @@ public struct RequestFrameDecoder: Sendable {
             else {
                 // The bulk is not followed by CRLF: drop through the next line end and resynchronise.
                 // Wait for that line end, so the outcome never depends on how the bytes were split into reads.
-                let view = buffer.readableBytesView
-                let relative = offset + length - buffer.readerIndex
-                guard let newline = view[(view.startIndex + relative)...].firstIndex(of: UInt8(ascii: "\n")) else {
+                guard let end = lineEnd(in: buffer, from: offset + length, &progress) else {
                     return buffer.readableBytes > maximumRequestBytes ? tooLarge("request") : .needMoreData
                 }
-                let end = newline - view.startIndex + buffer.readerIndex + 1
-                return badFrame("bulk string not terminated by CRLF", consumingTo: end, &buffer)
+                return badFrame("bulk string not terminated by CRLF", from: start, consumingTo: end, &buffer)
             }
-            arguments.append(buffer.getSlice(at: offset, length: length)!)
+            progress.arguments.append((offset - start)..<(offset - start + length))
+            progress.searched = 0
             offset += length + 2
         }
+        let arguments = progress.arguments.map { buffer.getSlice(at: start + $0.lowerBound, length: $0.count)! }
         buffer.moveReaderIndex(to: offset)
         return .frame(.resp(arguments))
     }

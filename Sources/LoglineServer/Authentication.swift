@@ -200,10 +200,28 @@ extension LoglineServer.Configuration {
         }
     }
 
-    /// Checks that the server may run with this configuration: every token is valid and given once, and the
-    /// server listens on a loopback address unless it has tokens or ``insecure`` is set.
+    /// The smallest ``maximumRequestBytes`` accepted: below it, ordinary requests would not fit.
+    public static let minimumRequestBytes = 1024
+
+    /// Checks that the server may run with this configuration: every limit is in range, every token is valid and
+    /// given once, and the server listens on a loopback address unless it has tokens or ``insecure`` is set.
     /// - Throws: ``LoglineServer/ConfigurationError`` saying what is wrong.
     public func validate() throws(LoglineServer.ConfigurationError) {
+        guard maximumRequestBytes >= Self.minimumRequestBytes else {
+            throw LoglineServer.ConfigurationError(
+                "--max-request-bytes must be at least \(Self.minimumRequestBytes), not \(maximumRequestBytes)")
+        }
+        guard maximumPipelinedRequests >= 1 else {
+            throw LoglineServer.ConfigurationError(
+                "--max-pipelined must be at least 1, not \(maximumPipelinedRequests)")
+        }
+        guard maximumConnections >= 1 else {
+            throw LoglineServer.ConfigurationError(
+                "--max-connections must be at least 1, not \(maximumConnections)")
+        }
+        if let idleTimeout, idleTimeout <= .zero {
+            throw LoglineServer.ConfigurationError("--idle-timeout must be positive (0 on the command line: none)")
+        }
         var seen = Set<String>()
         for token in tokens {
             try token.validate()

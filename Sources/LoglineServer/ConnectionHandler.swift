@@ -11,8 +11,9 @@ import NIOCore
 /// request takes a slot in `pending`; a reply fills its slot, and every filled slot at the front is written.
 /// Requests take effect in the order they were sent: an append goes to the log's queue at once (the writer
 /// keeps queue order), while any other request waits until the appends before it are durable.
-/// When too many requests are in flight, or the client stops reading its replies, the handler stops reading
-/// from the socket until it catches up (backpressure, rather than unbounded memory).
+/// When too many requests are in flight, or the client stops reading its replies, the handler stops taking requests
+/// (``RequestIntake/isPaused``: its ``RequestDecoderHandler`` frames nothing more and stops reading the socket)
+/// until it catches up: backpressure, rather than unbounded memory.
 ///
 /// When the server has tokens, the connection has no role until `AUTH` succeeds: every request but the few that
 /// ``RequestFrame/isAllowedBeforeAuthentication`` allows is answered `-NOAUTH` unparsed, and a request its role
@@ -33,6 +34,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     private let hub: SubscriptionHub
     private let maximumSubscriberLag: UInt64
     private let limits: ConnectionLimits
+    private let intake: RequestIntake
     private let tokens: TokenTable
     private let metrics: ServerMetrics
     private let logger: Logger
@@ -76,6 +78,10 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var firstPendingSlot = 0
     private var nextSlot = 0
     private var closeAfterSlot: Int?
+    /// The last reply is written or on its way: the connection closes once the client has had it.
+    private var closing = false
+    /// The client has shut down its side: it sends nothing more.
+    private var inputClosed = false
     /// Appends of this connection not yet durable.
     private var appendsInFlight = 0
     /// Other requests of this connection that complete later (commands, waits for a view, rebuilds).
@@ -86,16 +92,18 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var readingPaused = false
     /// Set by ``Drain``: the connection takes no new request, and ends its output after the last reply.
     private var draining = false
-    /// Whether the client has ended its output, and whether this side has ended its own.
-    private var inputEnded = false
-    private var outputEnded = false
     private var insideReadLoop = false
+    /// Bytes written since the last flush: flushed early past ``flushThreshold``, so that a long read loop does not
+    /// gather its replies unflushed (with TLS, unflushed replies wait in the TLS handler, where the channel's
+    /// writability does not see them).
+    private var unflushedBytes = 0
+    static let flushThreshold = 64 * 1024
     private var context: ChannelHandlerContext?
 
     init(
         executor: RequestExecutor, parser: RequestParser, maximumPipelinedRequests: Int, hub: SubscriptionHub,
-        maximumSubscriberLag: UInt64, tokens: TokenTable, limits: ConnectionLimits, metrics: ServerMetrics,
-        logger: Logger
+        maximumSubscriberLag: UInt64, tokens: TokenTable, limits: ConnectionLimits, intake: RequestIntake,
+        metrics: ServerMetrics, logger: Logger
     ) {
         self.executor = executor
         self.parser = parser
@@ -105,6 +113,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         self.tokens = tokens
         self.role = tokens.isEnabled ? nil : .readWrite
         self.limits = limits
+        self.intake = intake
         self.metrics = metrics
         self.logger = logger
     }
@@ -146,8 +155,41 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// Sends a last reply, then closes; requests that arrive after it are ignored.
     private func close(_ context: ChannelHandlerContext, after reply: ByteBuffer) {
         closeAfterSlot = nextSlot
-        let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-        context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in boundContext.value.close(promise: nil) }
+        finish(context, with: reply)
+    }
+
+    /// How long a closing connection goes on reading, and dropping, what the client still sends.
+    static let lingerTime = TimeAmount.seconds(2)
+
+    /// Writes the last reply and closes so that the client gets to read it.
+    ///
+    /// Closing a socket while input is still unread makes the kernel reset the connection, and the client loses
+    /// what it has not read yet: a client still sending a request over the size limit would see "connection reset"
+    /// instead of `-TOOLARGE`. So after the reply the server shuts down only its output (the client reads the reply,
+    /// then the end of the stream), and reads on, dropping everything, until the client closes or ``lingerTime``
+    /// has passed.
+    private func finish(_ context: ChannelHandlerContext, with reply: ByteBuffer) {
+        closing = true
+        intake.isDiscarding = true
+        intake.isPaused = false
+        if readingPaused {
+            readingPaused = false
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        }
+        context.read()
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let inputClosed = self.inputClosed
+        context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { result in
+            let context = bound.value
+            guard case .success = result, !inputClosed else {
+                context.close(promise: nil)
+                return
+            }
+            let shutdown = context.eventLoop.makePromise(of: Void.self)
+            context.close(mode: .output, promise: shutdown)
+            shutdown.futureResult.whenFailure { _ in bound.value.close(promise: nil) }
+            context.eventLoop.scheduleTask(in: Self.lingerTime) { bound.value.close(promise: nil) }
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -201,11 +243,13 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         insideReadLoop = false
+        unflushedBytes = 0
         context.flush()
         context.fireChannelReadComplete()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        startWaiting()
         updateReading()
         if subscription != nil { pump() }
         context.fireChannelWritabilityChanged()
@@ -231,8 +275,8 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
         if let event = event as? ChannelEvent, event == .inputClosed {
             // The client sent all it will send (`printf ... | nc`): answer what is in flight, then close.
-            inputEnded = true
-            if pending.isEmpty || outputEnded {
+            inputClosed = true
+            if pending.isEmpty || closing {
                 context.close(promise: nil)
             } else if closeAfterSlot == nil {
                 closeAfterSlot = nextSlot - 1
@@ -332,14 +376,24 @@ final class ConnectionHandler: ChannelInboundHandler {
         insideReadLoop = true
         for item in items { completed(item.slot, isAppend: item.isAppend, with: item.reply) }
         insideReadLoop = wasDeferring
-        if !wasDeferring { context?.flush() }
+        if !wasDeferring {
+            unflushedBytes = 0
+            context?.flush()
+        }
     }
 
     private func completed(_ slot: Int, isAppend: Bool, with reply: ByteBuffer) {
         if isAppend { appendsInFlight -= 1 } else { othersInFlight -= 1 }
         fill(slot, with: reply)
-        // Requests held back run now, in order: each sees the effects of every request sent before it.
-        while let (waitingSlot, request) = waiting.first, mayStart(request) {
+        startWaiting()
+    }
+
+    /// Starts the requests held back that may start now, in order: each sees the effects of every request sent
+    /// before it. None starts while the client is not taking its replies, which would only pile up; they start
+    /// when the channel is writable again.
+    private func startWaiting() {
+        guard let context else { return }
+        while context.channel.isWritable, let (waitingSlot, request) = waiting.first, mayStart(request) {
             waiting.removeFirst()
             run(request, in: waitingSlot)
         }
@@ -438,7 +492,8 @@ final class ConnectionHandler: ChannelInboundHandler {
             }
             current.position = batch.scannedThrough
             subscription = current
-            if buffer.readableBytes > 0 { context.write(wrapOutboundOut(buffer), promise: nil) }
+            // Flushed round by round: with TLS, only flushed bytes count against the channel's writability.
+            if buffer.readableBytes > 0 { context.writeAndFlush(wrapOutboundOut(buffer), promise: nil) }
             rounds += 1
             guard subscription != nil else { return }  // ended while writing
         }
@@ -488,75 +543,49 @@ final class ConnectionHandler: ChannelInboundHandler {
             wrote = true
             if written == closeAfterSlot {
                 pending.removeAll()
-                if draining {
-                    context.write(wrapOutboundOut(ready), promise: nil)
-                    endOutput(context)
-                    return
-                }
-                let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-                context.writeAndFlush(wrapOutboundOut(ready)).whenComplete { _ in
-                    boundContext.value.close(promise: nil)
-                }
+                finish(context, with: ready)
                 return
             }
+            unflushedBytes += ready.readableBytes
             context.write(wrapOutboundOut(ready), promise: nil)
         }
-        if wrote && !insideReadLoop { context.flush() }
+        if wrote && (!insideReadLoop || unflushedBytes >= Self.flushThreshold) {
+            unflushedBytes = 0
+            context.flush()
+        }
         if subscription != nil && pending.isEmpty { pump() }
         updateReading()
     }
 
     // MARK: - Graceful shutdown
 
-    /// Takes no new request from here on; once every request already taken is answered, ends the output.
+    /// Takes no new request from here on; once every request already taken is answered, ends the output
+    /// (``finish(_:with:)``).
     private func beginDraining(_ context: ChannelHandlerContext) {
-        guard !draining else { return }
+        guard !draining, !closing else { return }
         draining = true
         if let subscription {
             // A live tail owes nothing more than what it has sent.
             hub.unregister(subscription.listener)
             self.subscription = nil
             pending.removeAll()
-            endOutput(context)
-            return
-        }
-        if pending.isEmpty {
             closeAfterSlot = nextSlot
-            endOutput(context)
+            finish(context, with: context.channel.allocator.buffer(capacity: 0))
+        } else if pending.isEmpty {
+            closeAfterSlot = nextSlot
+            finish(context, with: context.channel.allocator.buffer(capacity: 0))
         } else if closeAfterSlot == nil {
             closeAfterSlot = nextSlot - 1
         }
     }
 
-    /// Flushes the replies written so far and sends end of output (a TCP FIN, after every byte before it), so
-    /// the client reads each reply and then sees the end; then reads on, discarding, until the client closes.
-    /// Closing outright while the client still sends would reset the connection and could lose those replies.
-    private func endOutput(_ context: ChannelHandlerContext) {
-        closeAfterSlot = closeAfterSlot ?? nextSlot
-        outputEnded = true
-        context.flush()
-        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
-        context.close(mode: .output).whenComplete { result in
-            let (handler, context) = bound.value
-            if case .failure = result {
-                context.close(promise: nil)
-                return
-            }
-            if handler.inputEnded {
-                context.close(promise: nil)
-                return
-            }
-            context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
-            context.read()
-        }
-    }
-
     /// Stops reading while too many requests wait or the client is not taking its replies; resumes after.
     private func updateReading() {
-        guard let context, !draining else { return }
+        guard let context, !closing else { return }
         let shouldPause = pending.count >= maximumPipelinedRequests || !context.channel.isWritable
         if shouldPause != readingPaused {
             readingPaused = shouldPause
+            intake.isPaused = shouldPause
             context.channel.setOption(ChannelOptions.autoRead, value: !shouldPause).whenComplete { _ in }
             if !shouldPause { context.read() }
         }

@@ -130,13 +130,14 @@ public final class LoglineServer: Service, Sendable {
                         try channel.pipeline.syncOperations.addHandler(
                             IdleStateHandler(readTimeout: TimeAmount.nanoseconds(idle.nanoseconds)))
                     }
+                    let intake = RequestIntake()
                     try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(RequestDecoderHandler(decoder: decoder)))
+                        RequestDecoderHandler(decoder: decoder, intake: intake))
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionHandler(
                             executor: executor, parser: parser, maximumPipelinedRequests: maximumPipelined, hub: hub,
-                            maximumSubscriberLag: maximumLag, tokens: tokens, limits: limits, metrics: metrics,
-                            logger: logger))
+                            maximumSubscriberLag: maximumLag, tokens: tokens, limits: limits, intake: intake,
+                            metrics: metrics, logger: logger))
                 }
             }
             .bind(host: configuration.host, port: configuration.port)

@@ -33,8 +33,15 @@ struct Serve: AsyncParsableCommand {
             valueName: "port"))
     var metricsPort: Int?
 
-    @Option(name: .long, help: "The largest request in bytes; larger ones get -TOOLARGE and the connection closes.")
+    @Option(
+        name: .long,
+        help: "The largest request in bytes (at least 1024); larger ones get -TOOLARGE and the connection closes.")
     var maxRequestBytes: Int = 1 << 20
+
+    @Option(
+        name: .long,
+        help: "The most requests of one connection in flight or waiting; past it the server stops reading from it.")
+    var maxPipelined: Int = 1024
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
@@ -166,10 +173,10 @@ struct Serve: AsyncParsableCommand {
         configuration.host = host
         configuration.port = port
         configuration.maximumRequestBytes = maxRequestBytes
+        configuration.maximumPipelinedRequests = maxPipelined
         configuration.maximumSubscriberLag = maxSubscriberLag
-        guard maxConnections >= 1, idleTimeout >= 0, shutdownTimeout >= 0 else {
-            throw ValidationError(
-                "--max-connections must be at least 1, --idle-timeout and --shutdown-timeout at least 0")
+        guard idleTimeout >= 0, shutdownTimeout >= 0 else {
+            throw ValidationError("--idle-timeout and --shutdown-timeout must be at least 0")
         }
         configuration.shutdownGracePeriod = .seconds(shutdownTimeout)
         configuration.maximumConnections = maxConnections

@@ -151,6 +151,25 @@ struct ConsumerGroupTests {
         index % 2 == 0 ? "order-approved" : (index % 4 == 1 ? "order-created" : "order-rejected")
     }
 
+    @Test("GROUP CREATE FROM a position beyond 64-bit JSON integers is refused; it used to crash the server")
+    func createFromAHugePosition() async throws {
+        // Found by scripts/fuzz-server: the cursor was stored as Int64(position - 1), which traps.
+        let server = try await RunningServer.start()
+        let client = try await server.client()
+        for position in ["18446744073709551615", "9223372036854775808"] {
+            await #expect {
+                _ = try await client.send(["GROUP", "CREATE", "g", "FROM", position])
+            } throws: { error in
+                (error as? LoglineClientError)?.code == .badRequest
+            }
+        }
+        #expect(try await client.send(["GROUP", "CREATE", "g", "FROM", "9223372036854775807"]) == .simpleString("OK"))
+        let groups = try GroupWire.objects(try await client.send(["GROUPS"]))
+        #expect(groups.first?["cursor"] as? NSNumber == NSNumber(value: Int64.max - 1))
+        await client.close()
+        await server.stop()
+    }
+
     @Test func twoConsumersShareEveryMatchingEventExactlyOnceWhileEventsArrive() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }

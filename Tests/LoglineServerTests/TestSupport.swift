@@ -101,8 +101,16 @@ struct TestFailure: Error, CustomStringConvertible {
 final class RawConnection {
     private let fd: Int32
 
-    init(port: Int) throws {
+    /// Connects to the server on loopback.
+    /// - Parameters:
+    ///   - port: The server's port.
+    ///   - receiveBufferBytes: A small receive buffer (set before connecting, so the TCP window stays small), for
+    ///     a client that does not read.
+    init(port: Int, receiveBufferBytes: Int? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if var size = receiveBufferBytes.map(Int32.init) {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -118,6 +126,8 @@ final class RawConnection {
         }
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        // A send the server never takes fails after a while, rather than hanging the test.
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
     deinit { close(fd) }
