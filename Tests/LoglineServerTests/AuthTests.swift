@@ -523,14 +523,6 @@ private struct Unchecked<Value>: @unchecked Sendable {
     init(_ value: Value) { self.value = value }
 }
 
-/// Runs blocking work (a child process, a blocking socket read) on a thread of its own, so that it holds no thread
-/// of the shared concurrency pool: the in-process servers of the tests that run in parallel need those threads.
-private func awaitBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
-    }
-}
-
 /// `runProgram` off the concurrency pool.
 private func awaitBlocking(
     _ run: @escaping @Sendable (String, [String]) throws -> (status: Int32, output: String, error: String),
@@ -541,12 +533,10 @@ private func awaitBlocking(
 
 /// Reads `count` replies off the concurrency pool.
 private func awaitReplies(_ connection: RawConnection, _ count: Int) async throws -> String {
-    let connection = Unchecked(connection)
-    return try await awaitBlocking { try connection.value.readReplies(count) }
+    try await connection.readReplies(count)
 }
 
 /// Reads until the server closes the connection, off the concurrency pool.
 private func awaitEnd(_ connection: RawConnection) async throws -> String {
-    let connection = Unchecked(connection)
-    return try await awaitBlocking { connection.value.readToEnd() }
+    await connection.readToEnd()
 }

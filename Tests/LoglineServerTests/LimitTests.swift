@@ -12,13 +12,13 @@ struct LimitTests {
         let first = try RawConnection(port: server.port)
         let second = try RawConnection(port: server.port)
         try first.send("PING\r\n")
-        #expect(try first.readReplies(1) == "+PONG\r\n")
+        #expect(try await first.readReplies(1) == "+PONG\r\n")
         try second.send("PING\r\n")
-        #expect(try second.readReplies(1) == "+PONG\r\n")
+        #expect(try await second.readReplies(1) == "+PONG\r\n")
         let third = try RawConnection(port: server.port)
-        #expect(third.readToEnd().hasPrefix("-UNAVAILABLE too many connections (limit 2)"))
+        #expect(await third.readToEnd().hasPrefix("-UNAVAILABLE too many connections (limit 2)"))
         try first.send("PING\r\n")
-        #expect(try first.readReplies(1) == "+PONG\r\n")
+        #expect(try await first.readReplies(1) == "+PONG\r\n")
         await server.stop()
     }
 
@@ -26,26 +26,26 @@ struct LimitTests {
         let server = try await RunningServer.start { $0.idleTimeout = .milliseconds(300) }
         let subscriber = try RawConnection(port: server.port)
         try subscriber.send("SUBSCRIBE\r\n")
-        _ = try subscriber.readReplies(1)
+        _ = try await subscriber.readReplies(1)
         let fetcher = try RawConnection(port: server.port)
         try fetcher.send("GROUP CREATE g\r\nFETCH g c BLOCK 10000\r\n")
-        _ = try fetcher.readReplies(1)
+        _ = try await fetcher.readReplies(1)
         // A connection opened after those two, silent after one request: the server closes it by itself, and
         // reading to the end returns once it has. By then the other two have been silent longer still.
         let silent = try RawConnection(port: server.port)
         try silent.send("PING\r\n")
-        #expect(try silent.readReplies(1) == "+PONG\r\n")
-        #expect(silent.readToEnd().hasPrefix("-TIMEOUT idle for"))
+        #expect(try await silent.readReplies(1) == "+PONG\r\n")
+        #expect(await silent.readToEnd().hasPrefix("-TIMEOUT idle for"))
         // Well past the idle timeout, both are still served.
         let writer = try RawConnection(port: server.port)
         try writer.send("APPEND order o1 e {}\r\n")
-        _ = try writer.readReplies(1)
-        let pushed = try subscriber.readReplies(1)
+        _ = try await writer.readReplies(1)
+        let pushed = try await subscriber.readReplies(1)
         #expect(pushed.contains("message"))
-        let fetched = try fetcher.readReplies(1)
+        let fetched = try await fetcher.readReplies(1)
         #expect(fetched.contains("\"delivery_count\":1"))
         try subscriber.send("PING\r\n")
-        #expect(try subscriber.readReplies(1).contains("pong"))
+        #expect(try await subscriber.readReplies(1).contains("pong"))
         await server.stop()
     }
 
@@ -83,7 +83,7 @@ struct LimitTests {
         #expect(receipt.version == 1)
         // Once the greedy client reads, every request is answered, in order, and nothing was lost.
         try greedy.send("QUIT\r\n")
-        let text = greedy.readToEnd()
+        let text = await greedy.readToEnd()
         #expect(RawConnection.completeReplies(in: Array(text.utf8)) == 2 * pairs + 1)
         #expect(text.hasSuffix("+OK\r\n"))
         #expect(try await Self.eventCount(other) == 20 + pairs + 1)
@@ -99,7 +99,7 @@ struct LimitTests {
         // megabyte, while the client is still sending. Closing then, with input unread, would reset the connection:
         // the client's send would fail, and a client that has not yet read would lose the reply.
         try connection.send(Array(repeating: UInt8(ascii: "x"), count: 64 << 20))
-        let text = connection.readToEnd()
+        let text = await connection.readToEnd()
         #expect(text == "-TOOLARGE request exceeds the limit of 1048576 bytes\r\n")
         await server.stop()
     }
@@ -114,7 +114,7 @@ struct LimitTests {
         }
         requests += "READ order o1 FROM 100\r\n"
         try connection.send(requests)
-        let replies = try connection.readReplies(201)
+        let replies = try await connection.readReplies(201)
         #expect(RawConnection.completeReplies(in: Array(replies.utf8)) == 201)
         #expect(replies.components(separatedBy: "+PONG\r\n").count - 1 == 100)
         for version in [1, 50, 100] {

@@ -16,10 +16,10 @@ struct Scrape {
     let body: String
 
     /// Sends `GET path` over a new TCP connection, as curl would, and reads the reply to the end.
-    static func fetch(port: Int, path: String = "/metrics") throws -> Scrape {
+    static func fetch(port: Int, path: String = "/metrics") async throws -> Scrape {
         let connection = try RawConnection(port: port)
         try connection.send("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        let reply = connection.readToEnd()
+        let reply = await connection.readToEnd()
         guard let split = reply.range(of: "\r\n\r\n") else { throw TestFailure("no HTTP reply: \(reply)") }
         let head = reply[..<split.lowerBound].components(separatedBy: "\r\n")
         guard let statusLine = head.first, statusLine.hasPrefix("HTTP/1.1 "),
@@ -110,7 +110,7 @@ struct MetricsTests {
         let deliveries = try await client.fetch(group: "mailer", consumer: "w1")
         #expect(deliveries.count == 1)
 
-        let first = try Scrape.fetch(port: endpoint.port)
+        let first = try await Scrape.fetch(port: endpoint.port)
         #expect(first.status == 200)
         #expect(first.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8")
         // The log, recorded once per group commit.
@@ -158,7 +158,7 @@ struct MetricsTests {
         #expect(try await client.ack(group: "mailer", positions: deliveries.map(\.position)) == 1)
         _ = try await client.append(to: note, eventType: "noted", data: #"{"n":2}"#)
         _ = try await client.append(to: note, eventType: "noted", data: #"{"n":3}"#)
-        let second = try Scrape.fetch(port: endpoint.port)
+        let second = try await Scrape.fetch(port: endpoint.port)
         #expect(second[#"logline_append_requests_total{outcome="appended"}"#] == 5)
         #expect((second["logline_appended_events_total"] ?? 0) >= Double(head + 2))
         #expect((second["logline_group_commit_events_count"] ?? 0) > commits)
@@ -167,9 +167,9 @@ struct MetricsTests {
 
         // A deleted group's series go away; anything but /metrics is not found.
         try await client.deleteGroup("mailer")
-        let third = try Scrape.fetch(port: endpoint.port)
+        let third = try await Scrape.fetch(port: endpoint.port)
         #expect(!third.body.contains(#"group="mailer""#))
-        #expect(try Scrape.fetch(port: endpoint.port, path: "/other").status == 404)
+        #expect(try await Scrape.fetch(port: endpoint.port, path: "/other").status == 404)
 
         await client.close()
         await endpoint.stop()
@@ -192,7 +192,7 @@ struct MetricsTests {
             let stream = try StreamName(aggregateType: "note", aggregateID: "n\(index)")
             _ = try await client.append(to: stream, eventType: "noted", data: "{}")
         }
-        let scrape = try Scrape.fetch(port: metricsPort)
+        let scrape = try await Scrape.fetch(port: metricsPort)
         #expect(scrape.status == 200)
         #expect(scrape[#"logline_append_requests_total{outcome="appended"}"#] == 3)
         #expect(scrape[#"logline_module_lag_events{module="orders"}"#] != nil)

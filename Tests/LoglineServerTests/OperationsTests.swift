@@ -38,8 +38,15 @@ struct OperationsTests {
         }
     }
 
-    /// Runs `logline` with `input` on its standard input (none when `nil`).
-    static func logline(_ arguments: [String], input: String? = nil) throws -> (
+    /// Runs `logline` with `input` on its standard input (none when `nil`), off the shared concurrency pool: the
+    /// in-process server it may talk to needs the pool's threads.
+    static func logline(_ arguments: [String], input: String? = nil) async throws -> (
+        status: Int32, output: String, error: String
+    ) {
+        try await awaitBlocking { try blockingLogline(arguments, input: input) }
+    }
+
+    private static func blockingLogline(_ arguments: [String], input: String?) throws -> (
         status: Int32, output: String, error: String
     ) {
         let process = Process()
@@ -93,7 +100,7 @@ struct OperationsTests {
         defer { directory.remove() }
         try await Self.makeSourceStore(directory.path)
 
-        let stopped = try Self.logline(["export", "--data", directory.path])
+        let stopped = try await Self.logline(["export", "--data", directory.path])
         #expect(stopped.status == 0)
         #expect(stopped.error == "")
         let exported = try Self.envelopes(stopped.output)
@@ -102,17 +109,17 @@ struct OperationsTests {
         #expect(exported[5].metadata == Array(#"{"i":5}"#.utf8))
         #expect(exported.last?.data == Array("[149, true, null]".utf8))
 
-        let tail = try Self.logline(["export", "--data", directory.path, "--from", "9999"])
+        let tail = try await Self.logline(["export", "--data", directory.path, "--from", "9999"])
         #expect(tail.status == 0)
         #expect(Self.lines(tail.output) == Array(Self.lines(stopped.output).dropFirst(9998)))
 
         let server = try ProcessTests.ServerProcess(data: directory.path)
         defer { server.terminate() }
-        let served = try Self.logline(["export", "--port", String(server.port)])
+        let served = try await Self.logline(["export", "--port", String(server.port)])
         #expect(served.status == 0)
         #expect(served.error == "")
         #expect(served.output == stopped.output)
-        let servedTail = try Self.logline(["export", "--port", String(server.port), "--from", "9999"])
+        let servedTail = try await Self.logline(["export", "--port", String(server.port), "--from", "9999"])
         #expect(servedTail.output == tail.output)
     }
 
@@ -121,7 +128,7 @@ struct OperationsTests {
         defer { directory.remove() }
         let server = try ProcessTests.ServerProcess(data: directory.path)
         defer { server.terminate() }
-        let check = try Self.logline(["check", directory.path])
+        let check = try await Self.logline(["check", directory.path])
         #expect(check.status == 1)
         #expect(check.output == "")
         #expect(
@@ -129,10 +136,10 @@ struct OperationsTests {
                 "logline: error: cannot check \(directory.path): it is in use by a running Logline server"))
         #expect(check.error.contains("pid \(server.process.processIdentifier)"))
         #expect(check.error.contains("stop the server first"))
-        let export = try Self.logline(["export", "--data", directory.path])
+        let export = try await Self.logline(["export", "--data", directory.path])
         #expect(export.status == 1)
         #expect(export.error.contains("in use by a running Logline server"))
-        let both = try Self.logline(["export", "--data", directory.path, "--port", String(server.port)])
+        let both = try await Self.logline(["export", "--data", directory.path, "--port", String(server.port)])
         #expect(both.status != 0)
         #expect(both.error.contains("not both"))
     }
@@ -145,26 +152,26 @@ struct OperationsTests {
             target.remove()
         }
         try await Self.makeSourceStore(source.path)
-        let original = try Self.logline(["export", "--data", source.path]).output
+        let original = try await Self.logline(["export", "--data", source.path]).output
 
-        let first = try Self.logline(["import", "--data", target.path], input: original)
+        let first = try await Self.logline(["import", "--data", target.path], input: original)
         #expect(first.status == 0)
         #expect(
             first.error
                 == "logline: import: read \(Self.sourceEventCount) events, appended \(Self.sourceEventCount), already present 0\n"
         )
-        let imported = try Self.logline(["export", "--data", target.path]).output
+        let imported = try await Self.logline(["export", "--data", target.path]).output
         #expect(try Self.envelopes(imported).map(Self.kept) == (try Self.envelopes(original).map(Self.kept)))
 
-        let second = try Self.logline(["import", "--data", target.path], input: original)
+        let second = try await Self.logline(["import", "--data", target.path], input: original)
         #expect(second.status == 0)
         #expect(
             second.error
                 == "logline: import: read \(Self.sourceEventCount) events, appended 0, already present \(Self.sourceEventCount)\n"
         )
-        #expect(try Self.logline(["export", "--data", target.path]).output == imported)
+        #expect(try await Self.logline(["export", "--data", target.path]).output == imported)
 
-        let check = try Self.logline(["check", target.path])
+        let check = try await Self.logline(["check", target.path])
         #expect(check.status == 0)
         #expect(check.output.contains("events: \(Self.sourceEventCount) (head position \(Self.sourceEventCount))\n"))
         #expect(check.output.contains("streams: 8\n"))
@@ -179,21 +186,21 @@ struct OperationsTests {
             target.remove()
         }
         try await Self.makeSourceStore(source.path)
-        let original = try Self.logline(["export", "--data", source.path]).output
+        let original = try await Self.logline(["export", "--data", source.path]).output
         let server = try ProcessTests.ServerProcess(data: target.path)
         let port = String(server.port)
 
-        let first = try Self.logline(["import", "--port", port], input: original)
+        let first = try await Self.logline(["import", "--port", port], input: original)
         #expect(first.status == 0)
         #expect(first.error.contains("appended \(Self.sourceEventCount), already present 0"))
-        let second = try Self.logline(["import", "--port", port], input: original)
+        let second = try await Self.logline(["import", "--port", port], input: original)
         #expect(second.status == 0)
         #expect(second.error.contains("appended 0, already present \(Self.sourceEventCount)"))
-        let served = try Self.logline(["export", "--port", port]).output
+        let served = try await Self.logline(["export", "--port", port]).output
         #expect(try Self.envelopes(served).map(Self.kept) == (try Self.envelopes(original).map(Self.kept)))
         server.terminate()
 
-        let check = try Self.logline(["check", target.path])
+        let check = try await Self.logline(["check", target.path])
         #expect(check.status == 0, "\(check.output)")
         #expect(check.output.hasSuffix("result: clean\n"))
     }
@@ -206,17 +213,17 @@ struct OperationsTests {
             target.remove()
         }
         try await Self.makeSourceStore(source.path)
-        let original = Self.lines(try Self.logline(["export", "--data", source.path]).output)
+        let original = Self.lines(try await Self.logline(["export", "--data", source.path]).output)
         let input =
             [original[0], original[1], "", #"{"event_id": "nope"}"#, original[2]].joined(separator: "\n") + "\n"
-        let result = try Self.logline(["import", "--data", target.path], input: input)
+        let result = try await Self.logline(["import", "--data", target.path], input: input)
         #expect(result.status == 1)
         #expect(result.error.contains("logline: import: read 2 events, appended 2, already present 0\n"))
         #expect(result.error.contains("logline: error: import stopped at line 4: not an event envelope"))
-        #expect(Self.lines(try Self.logline(["export", "--data", target.path]).output).count == 2)
+        #expect(Self.lines(try await Self.logline(["export", "--data", target.path]).output).count == 2)
 
         let badName = original[2].replacingOccurrences(of: #""aggregate_id":"w0""#, with: #""aggregate_id":"w 0""#)
-        let named = try Self.logline(["import", "--data", target.path], input: badName + "\n")
+        let named = try await Self.logline(["import", "--data", target.path], input: badName + "\n")
         #expect(named.status == 1)
         #expect(named.error.contains("line 1: aggregate_type and aggregate_id must be"))
     }
@@ -240,7 +247,7 @@ struct OperationsTests {
                     StateWrite(table: "groups", key: Array("notify".utf8), value: Array(#"{"cursor":7}"#.utf8)),
                 ]))
         }
-        let check = try Self.logline(["check", directory.path])
+        let check = try await Self.logline(["check", directory.path])
         #expect(check.status == 1)
         #expect(check.output.contains("events: 1 (head position 1)\n"))
         #expect(check.output.contains("checkpoints: 1 (rebuilds in progress: 0)\n"))

@@ -99,7 +99,7 @@ final class UncheckedBox<Value>: @unchecked Sendable {
 func readRepliesInBackground(_ connection: UncheckedBox<RawConnection>, _ count: Int) async -> [PushedValue] {
     await withCheckedContinuation { continuation in
         Thread.detachNewThread {
-            let text = (try? connection.value.readReplies(count)) ?? ""
+            let text = (try? connection.value.blockingReadReplies(count)) ?? ""
             continuation.resume(returning: PushedValue.parseAll(Array(text.utf8)))
         }
     }
@@ -178,7 +178,7 @@ struct SubscriptionTests {
         #expect(messages.allSatisfy { stored[$0.position] == $0.envelope })
         // Nothing more is queued: the next reply is the answer to PING.
         try subscriber.value.send("PING\r\n")
-        let pong = PushedValue.parseAll(Array(try subscriber.value.readReplies(1).utf8))
+        let pong = PushedValue.parseAll(Array(try await subscriber.value.readReplies(1).utf8))
         #expect(pong == [.strings("pong", "")])
         await writer.close()
         await server.stop()
@@ -191,23 +191,23 @@ struct SubscriptionTests {
         let writer = try await server.client()
         _ = try await GroupWire.appendMany(writer, stream: "o1", count: 5) { Self.types($0) }
         let connection = try RawConnection(port: server.port)
-        func exchange(_ request: String, replies: Int = 1) throws -> [PushedValue] {
+        func exchange(_ request: String, replies: Int = 1) async throws -> [PushedValue] {
             try connection.send(request)
-            return PushedValue.parseAll(Array(try connection.readReplies(replies).utf8))
+            return PushedValue.parseAll(Array(try await connection.readReplies(replies).utf8))
         }
-        #expect(try exchange("SUBSCRIBE\r\n") == [.array([.bulk("subscribe"), .bulk("*"), .integer(1)])])
+        #expect(try await exchange("SUBSCRIBE\r\n") == [.array([.bulk("subscribe"), .bulk("*"), .integer(1)])])
         var positions: [UInt64] = []
         for index in 0..<3 {
             positions.append(try await GroupWire.append(writer, stream: "o2", type: Self.types(index)))
         }
         #expect(positions == [6, 7, 8])
-        let pushed = PushedValue.parseAll(Array(try connection.readReplies(3).utf8))
+        let pushed = PushedValue.parseAll(Array(try await connection.readReplies(3).utf8))
         #expect(pushed.compactMap(\.message).map(\.position) == [6, 7, 8])
         #expect(pushed.compactMap(\.message).map(\.eventType) == (0..<3).map(Self.types))
 
-        #expect(try exchange("PING\r\n") == [.strings("pong", "")])
+        #expect(try await exchange("PING\r\n") == [.strings("pong", "")])
         for request in ["READALL\r\n", "APPEND order o3 x {}\r\n", "SUBSCRIBE FROM 1\r\n", "GROUPS\r\n"] {
-            let reply = try exchange(request)
+            let reply = try await exchange(request)
             guard case .error(let text)? = reply.first, reply.count == 1 else {
                 Issue.record("\(request) while subscribed: \(reply)")
                 continue
@@ -215,20 +215,20 @@ struct SubscriptionTests {
             #expect(text.hasPrefix("BADREQ "), "\(request): \(text)")
         }
         #expect(server.log.headPosition == 8, "an APPEND ran while subscribed")
-        #expect(try exchange("UNSUBSCRIBE\r\n") == [.array([.bulk("unsubscribe"), .bulk("*"), .integer(0)])])
+        #expect(try await exchange("UNSUBSCRIBE\r\n") == [.array([.bulk("unsubscribe"), .bulk("*"), .integer(0)])])
         // Back in normal mode: no more pushes, ordinary replies.
         _ = try await GroupWire.append(writer, stream: "o2", type: "order-created")
-        #expect(try exchange("PING\r\n") == [.simple("PONG")])
-        let read = try exchange("READ order o2\r\n")
+        #expect(try await exchange("PING\r\n") == [.simple("PONG")])
+        let read = try await exchange("READ order o2\r\n")
         guard case .array(let events?)? = read.first else {
             Issue.record("READ after UNSUBSCRIBE: \(read)")
             return
         }
         #expect(events.count == 4)
         // QUIT while subscribed answers +OK and closes.
-        #expect(try exchange("SUBSCRIBE\r\n").first == .array([.bulk("subscribe"), .bulk("*"), .integer(1)]))
-        #expect(try exchange("QUIT\r\n") == [.simple("OK")])
-        #expect(connection.peerClosed())
+        #expect(try await exchange("SUBSCRIBE\r\n").first == .array([.bulk("subscribe"), .bulk("*"), .integer(1)]))
+        #expect(try await exchange("QUIT\r\n") == [.simple("OK")])
+        #expect(await connection.peerClosed())
         #expect(try await writer.send(["PING"]) == .simpleString("PONG"))
         await writer.close()
         await server.stop()
@@ -244,16 +244,16 @@ struct SubscriptionTests {
         try connection.value.send("SUBSCRIBE FROM 1 TYPE order-created TYPE order-rejected\r\n")
         let wanted: Set<String> = ["order-created", "order-rejected"]
         let expectedFirst = first.enumerated().filter { wanted.contains(Self.types($0.offset)) }.map(\.element)
-        let head = PushedValue.parseAll(Array(try connection.value.readReplies(1 + expectedFirst.count).utf8))
+        let head = PushedValue.parseAll(Array(try await connection.value.readReplies(1 + expectedFirst.count).utf8))
         #expect(head.first == .array([.bulk("subscribe"), .bulk("order-created,order-rejected"), .integer(1)]))
         #expect(head.dropFirst().compactMap(\.message).map(\.position) == expectedFirst)
         let second = try await GroupWire.appendMany(writer, stream: "o2", count: 40) { Self.types($0 + 1) }
         let expectedSecond = second.enumerated().filter { wanted.contains(Self.types($0.offset + 1)) }
-        let tail = PushedValue.parseAll(Array(try connection.value.readReplies(expectedSecond.count).utf8))
+        let tail = PushedValue.parseAll(Array(try await connection.value.readReplies(expectedSecond.count).utf8))
         #expect(tail.compactMap(\.message).map(\.position) == expectedSecond.map(\.element))
         #expect(tail.compactMap(\.message).allSatisfy { wanted.contains($0.eventType) })
         try connection.value.send("PING\r\n")
-        #expect(PushedValue.parseAll(Array(try connection.value.readReplies(1).utf8)) == [.strings("pong", "")])
+        #expect(PushedValue.parseAll(Array(try await connection.value.readReplies(1).utf8)) == [.strings("pong", "")])
         await writer.close()
         await server.stop()
     }
@@ -266,7 +266,7 @@ struct SubscriptionTests {
         try slow.send("SUBSCRIBE FROM 1\r\n")
         // The confirmation, read while the log is empty (the subscriber is caught up); nothing more is read
         // until the server has given up on it.
-        let confirmation = PushedValue.parseAll(Array(try slow.readReplies(1).utf8))
+        let confirmation = PushedValue.parseAll(Array(try await slow.readReplies(1).utf8))
         #expect(confirmation == [.array([.bulk("subscribe"), .bulk("*"), .integer(1)])])
         let writer = try await server.client()
         let other = try await server.client()
@@ -279,8 +279,8 @@ struct SubscriptionTests {
         }
         #expect(server.log.headPosition == 20_000)
 
-        let replies = PushedValue.parseAll(Array(slow.readToEnd().utf8))
-        #expect(slow.peerClosed())
+        let replies = PushedValue.parseAll(Array(await slow.readToEnd().utf8))
+        #expect(await slow.peerClosed())
         let messages = replies.compactMap(\.message)
         let received = UInt64(messages.count)
         #expect(received < 20_000, "the subscriber was not dropped")
@@ -302,7 +302,7 @@ struct SubscriptionTests {
         #expect(GroupWire.int(info["event_count"]) == 20_000)
         let resumed = try RawConnection(port: server.port)
         try resumed.send("SUBSCRIBE FROM \(resumeFrom)\r\n")
-        let again = PushedValue.parseAll(Array(try resumed.readReplies(11).utf8))
+        let again = PushedValue.parseAll(Array(try await resumed.readReplies(11).utf8))
         #expect(again.first == .array([.bulk("subscribe"), .bulk("*"), .integer(1)]))
         #expect(
             again.dropFirst().compactMap(\.message).map(\.position).prefix(10)

@@ -98,7 +98,7 @@ struct TestFailure: Error, CustomStringConvertible {
 }
 
 /// A blocking TCP connection for sending raw bytes, as netcat would.
-final class RawConnection {
+final class RawConnection: @unchecked Sendable {
     private let fd: Int32
 
     /// Connects to the server on loopback.
@@ -153,7 +153,7 @@ final class RawConnection {
     }
 
     /// Reads until `count` RESP replies have arrived (or the peer closes), and returns the text.
-    func readReplies(_ count: Int) throws -> String {
+    func blockingReadReplies(_ count: Int) throws -> String {
         var received = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 65536)
         while RawConnection.completeReplies(in: received) < count {
@@ -165,7 +165,7 @@ final class RawConnection {
     }
 
     /// Reads until the peer closes the connection; returns what came.
-    func readToEnd() -> String {
+    func blockingReadToEnd() -> String {
         var received = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -177,9 +177,28 @@ final class RawConnection {
     }
 
     /// Whether the peer has closed the connection (a read returns 0 at once).
-    func peerClosed() -> Bool {
+    func blockingPeerClosed() -> Bool {
         var byte: UInt8 = 0
         return recv(fd, &byte, 1, 0) == 0
+    }
+
+    /// Reads until `count` RESP replies have arrived (or the peer closes), on a thread of its own.
+    ///
+    /// Every read of a test goes through here rather than blocking in the test's task: a blocked task holds one
+    /// of the few threads of Swift's shared concurrency pool, which the in-process servers of the tests running
+    /// in parallel need, so two blocked reads could stall every server for the length of the read timeout.
+    func readReplies(_ count: Int) async throws -> String {
+        try await awaitBlocking { try self.blockingReadReplies(count) }
+    }
+
+    /// Reads until the peer closes the connection (or 10 s pass without a byte), on a thread of its own.
+    func readToEnd() async -> String {
+        (try? await awaitBlocking { self.blockingReadToEnd() }) ?? ""
+    }
+
+    /// Whether the peer has closed the connection (a read returns 0 at once), on a thread of its own.
+    func peerClosed() async -> Bool {
+        (try? await awaitBlocking { self.blockingPeerClosed() }) ?? false
     }
 
     /// Counts the complete top-level RESP replies at the start of `bytes`.
@@ -259,4 +278,12 @@ func loglineExecutable() throws -> String {
     }
     throw TestFailure(
         "the logline executable was not found next to \(CommandLine.arguments[0]); run `swift build` first")
+}
+
+/// Runs blocking work (a child process, a blocking socket read) on a thread of its own, so that it holds no thread
+/// of the shared concurrency pool: the in-process servers of the tests that run in parallel need those threads.
+func awaitBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
 }

@@ -9,11 +9,11 @@ struct WireTests {
         let server = try await RunningServer.start()
         let connection = try RawConnection(port: server.port)
         try connection.send("APPEND order o2 order-created {\"a\": 1, \"b\": [1, 2]}\r\n")
-        let reply = try connection.readReplies(1)
+        let reply = try await connection.readReplies(1)
         #expect(reply.hasPrefix("$"))
         #expect(reply.contains("\"position\":1"))
         try connection.send("READ order o2\n")
-        let read = try connection.readReplies(1)
+        let read = try await connection.readReplies(1)
         #expect(read.hasPrefix("*1\r\n"))
         #expect(read.contains(#""data":{"a": 1, "b": [1, 2]}"#))
         await server.stop()
@@ -29,7 +29,7 @@ struct WireTests {
         batch += "NOPE\r\n"
         batch += "PING\r\n"
         try connection.send(batch)
-        let replies = try connection.readReplies(6)
+        let replies = try await connection.readReplies(6)
         let lines = replies.components(separatedBy: "\r\n")
         #expect(lines[0] == "+PONG")
         #expect(lines[2].contains("\"position\":1"))
@@ -45,7 +45,7 @@ struct WireTests {
         let server = try await RunningServer.start()
         let connection = try RawConnection(port: server.port)
         try connection.send("*abc\r\nPING\r\n")
-        let replies = try connection.readReplies(2)
+        let replies = try await connection.readReplies(2)
         #expect(replies.hasPrefix("-BADREQ "))
         #expect(replies.hasSuffix("+PONG\r\n"))
         #expect(server.log.headPosition == 0)
@@ -58,15 +58,15 @@ struct WireTests {
         let connection = try RawConnection(port: server.port)
         // Announce a bulk far over the limit; the server must answer before the body arrives.
         try connection.send("*5\r\n$6\r\nAPPEND\r\n$5\r\norder\r\n$2\r\no1\r\n$1\r\ne\r\n$100000000\r\n")
-        let reply = connection.readToEnd()
+        let reply = await connection.readToEnd()
         #expect(reply.hasPrefix("-TOOLARGE "))
         // An inline line over the limit, too.
         let inline = try RawConnection(port: server.port)
         try inline.send("APPEND order o1 e \"" + String(repeating: "x", count: 8000))
-        #expect(inline.readToEnd().hasPrefix("-TOOLARGE "))
+        #expect(await inline.readToEnd().hasPrefix("-TOOLARGE "))
         // Other clients are unaffected and nothing was stored.
         try other.send("PING\r\n")
-        #expect(try other.readReplies(1) == "+PONG\r\n")
+        #expect(try await other.readReplies(1) == "+PONG\r\n")
         #expect(server.log.headPosition == 0)
         await server.stop()
     }
@@ -75,7 +75,7 @@ struct WireTests {
         let server = try await RunningServer.start()
         let connection = try RawConnection(port: server.port)
         try connection.send("QUIT\r\nPING\r\n")
-        #expect(connection.readToEnd() == "+OK\r\n")
+        #expect(await connection.readToEnd() == "+OK\r\n")
         await server.stop()
     }
 
@@ -84,7 +84,7 @@ struct WireTests {
         let connection = try RawConnection(port: server.port)
         try connection.send("APPEND order o9 order-created {\"a\":1}\r\n")
         connection.shutdownWrite()
-        let reply = connection.readToEnd()
+        let reply = await connection.readToEnd()
         #expect(reply.contains("\"position\":1"))
         #expect(server.log.headPosition == 1)
         await server.stop()
@@ -95,7 +95,7 @@ struct WireTests {
         let connection = try RawConnection(port: server.port)
         let request = "*5\r\n$6\r\nAPPEND\r\n$5\r\norder\r\n$2\r\no1\r\n$1\r\ne\r\n$7\r\n{\"a\":1}\r\nPING\r\n"
         for byte in request.utf8 { try connection.send([byte]) }
-        let replies = try connection.readReplies(2)
+        let replies = try await connection.readReplies(2)
         #expect(replies.contains("\"position\":1"))
         #expect(replies.hasSuffix("+PONG\r\n"))
         await server.stop()
