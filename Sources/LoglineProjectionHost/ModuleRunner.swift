@@ -3,6 +3,7 @@ import LoglineCore
 import LoglineLog
 import LoglineModuleAPI
 import Metrics
+import Synchronization
 
 /// Runs one projector or reactor: catch up from its checkpoint in batches, then follow new commits.
 ///
@@ -346,7 +347,8 @@ actor ModuleRunner {
     /// Runs events through the module and turns what it did into state writes and appends.
     private func process(_ events: [RecordedEvent], generation: UInt64, mayEmit: Bool) async -> Outcome {
         var outcome = Outcome()
-        var changes = ViewChanges(views: views, reader: documentReader(generation: generation))
+        let stored = StoredDocuments()
+        var changes = ViewChanges(views: views, reader: documentReader(generation: generation, remembering: stored))
         eventLoop: for event in events {
             if let reason = poisoned[event.position] {
                 outcome.parked.append((event, reason, 1))
@@ -419,7 +421,7 @@ actor ModuleRunner {
             }
         }
         do {
-            outcome.writes += try viewWrites(changes, generation: generation)
+            outcome.writes += try viewWrites(changes, generation: generation, stored: stored)
         } catch {
             outcome.failures.append("cannot read the views: \(error)")
         }
@@ -451,31 +453,41 @@ actor ModuleRunner {
             ])
     }
 
-    private func documentReader(generation: UInt64) -> ViewChanges.Reader {
+    /// Reads stored documents for one batch, and remembers each as it was read, so that the batch's view writes
+    /// need not read and parse it again.
+    private func documentReader(generation: UInt64, remembering stored: StoredDocuments) -> ViewChanges.Reader {
         let log = self.log
         return { view, key in
-            guard
-                let bytes = try log.readState(
-                    table: ViewStorage.documentTable(view, generation: generation), key: ViewStorage.bytes(key))
-            else { return nil }
-            return try JSONValue(parsing: bytes)
+            if let known = stored.document(view, key) { return known }
+            let document = try log.readState(
+                table: ViewStorage.documentTable(view, generation: generation), key: ViewStorage.bytes(key)
+            ).map { try JSONValue(parsing: $0) }
+            stored.remember(document, view, key)
+            return document
         }
     }
 
     /// The state writes for view changes: documents, index entries and document counts.
-    private func viewWrites(_ changes: ViewChanges, generation: UInt64) throws -> [StateWrite] {
+    private func viewWrites(
+        _ changes: ViewChanges, generation: UInt64, stored storedDocuments: StoredDocuments
+    ) throws -> [StateWrite] {
         var writes: [StateWrite] = []
         for definition in views {
             guard let changed = changes.changes[definition.name], !changed.isEmpty else { continue }
             let documentTable = ViewStorage.documentTable(definition.name, generation: generation)
             let indexTable = ViewStorage.indexTable(definition.name, generation: generation)
             let keys = Array(changed.keys).sorted()
-            let stored = try log.readState(table: documentTable, keys: keys.map(ViewStorage.bytes))
+            // The documents as stored: those the module read are known already; the others are read now.
+            let unread = keys.filter { storedDocuments.document(definition.name, $0) == nil }
+            let read = try log.readState(table: documentTable, keys: unread.map(ViewStorage.bytes))
+            for (key, bytes) in zip(unread, read) {
+                storedDocuments.remember(try bytes.map { try JSONValue(parsing: $0) }, definition.name, key)
+            }
             var countDelta: Int64 = 0
-            for (key, storedBytes) in zip(keys, stored) {
+            for key in keys {
                 let newDocument = changed[key]!
-                let oldDocument = try storedBytes.map { try JSONValue(parsing: $0) }
-                countDelta += (newDocument == nil ? 0 : 1) - (storedBytes == nil ? 0 : 1)
+                let oldDocument = storedDocuments.document(definition.name, key) ?? nil
+                countDelta += (newDocument == nil ? 0 : 1) - (oldDocument == nil ? 0 : 1)
                 writes.append(
                     StateWrite(table: documentTable, key: ViewStorage.bytes(key), value: newDocument?.jsonBytes))
                 for field in definition.indexes {
@@ -794,5 +806,20 @@ actor ModuleRunner {
         logger.notice(
             "SKIP: parked event dropped", metadata: ["position": "\(position)", "parked_now": "\(parkedCount)"])
         return .success("dropped parked position \(position)")
+    }
+}
+
+/// The stored documents one batch has read, as they were read (`nil` for an absent one): the store does not change
+/// under a batch, since only the batch's own commit writes its views.
+final class StoredDocuments: Sendable {
+    private let documents = Mutex<[String: [String: JSONValue?]]>([:])
+
+    /// The document as stored: `nil` when not read yet, `.some(nil)` when read and absent.
+    func document(_ view: String, _ key: String) -> JSONValue?? {
+        documents.withLock { $0[view]?[key] }
+    }
+
+    func remember(_ document: JSONValue?, _ view: String, _ key: String) {
+        documents.withLock { $0[view, default: [:]][key] = .some(document) }
     }
 }
