@@ -17,6 +17,8 @@ let package = Package(
         .library(name: "LoglineClient", targets: ["LoglineClient"]),
         .library(name: "LoglineLog", targets: ["LoglineLog"]),
         .library(name: "LoglineServer", targets: ["LoglineServer"]),
+        // For the libFuzzer targets in fuzz/ (scripts/fuzz-libfuzzer).
+        .library(name: "LoglineProtocol", targets: ["LoglineProtocol"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
