@@ -18,7 +18,8 @@ let package = Package(
         .library(name: "LoglineClient", targets: ["LoglineClient"]),
         .library(name: "LoglineLog", targets: ["LoglineLog"]),
         .library(name: "LoglineServer", targets: ["LoglineServer"]),
-        // The next four let bench/micro (a package of its own) measure the hot paths without `@testable`.
+        // The next four let bench/micro (a package of its own) measure the hot paths without `@testable`, and
+        // fuzz/ (a package of its own too) run the libFuzzer targets.
         .library(name: "LoglineProtocol", targets: ["LoglineProtocol"]),
         .library(name: "LoglineModuleAPI", targets: ["LoglineModuleAPI"]),
         .library(name: "LoglineProjectionHost", targets: ["LoglineProjectionHost"]),

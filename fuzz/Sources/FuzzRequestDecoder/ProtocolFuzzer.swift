@@ -1,0 +1,1 @@
+../../../Tests/LoglineProtocolTests/ProtocolFuzzer.swift

@@ -1,0 +1,1 @@
+../../../Tests/LoglineProtocolTests/TestSupport.swift
