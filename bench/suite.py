@@ -279,6 +279,15 @@ def section_append(args, servers, rows, notes):
         section_rows.append(Row(scenario, l_rps, p50=l_p50, p99=l_p99,
                                 peer="Redis XADD, appendfsync everysec (NOT durable)", peer_value=e_rps,
                                 peer_p50=e_p50, peer_p99=e_p99))
+    # The request path alone, no disk on either side: PING at the shapes of the append rows. An append target
+    # above what the server answers PING at cannot be met by any write path.
+    for clients, pipeline in ((50, 1), (50, 16)):
+        log(f"append: PING ceiling, {clients} clients, pipeline {pipeline}")
+        l_rps, l_p50, l_p99 = redis_benchmark(port, clients, pipeline, args.requests, "PING")
+        r_rps, r_p50, r_p99 = redis_benchmark(always_port, clients, pipeline, args.requests, "PING")
+        section_rows.append(Row(f"PING (no disk: the request path alone), {clients} clients, pipeline {pipeline}",
+                                l_rps, unit="ops/s", p50=l_p50, p99=l_p99, peer="Redis PING", peer_value=r_rps,
+                                peer_p50=r_p50, peer_p99=r_p99))
     peak, anon, _ = memory_mb(logline.pid)
     for row in section_rows:
         row.rss = peak
