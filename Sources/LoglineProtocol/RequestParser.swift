@@ -266,7 +266,8 @@ public struct RequestParser: Sendable {
                     default:
                         throw RequestError(
                             .badRequest,
-                            "event \(index): unknown field '\(member.key)' (use event_type, data, event_id, metadata)")
+                            "event \(index): unknown field '\(member.key.prefix(64))' (use event_type, data, event_id, "
+                                + "metadata)")
                     }
                 }
                 guard let eventType else { throw RequestError(.badRequest, "event \(index): event_type is missing") }

@@ -147,4 +147,16 @@ struct ProtocolFuzzTests {
         }
         #expect(buffer.readableBytes == 0)
     }
+
+    @Test("an unknown field of APPENDMANY is quoted in the error only in part, however long it is")
+    func longUnknownFieldIsQuotedInPart() throws {
+        // Found by scripts/fuzz-libfuzzer: the whole key went into the message, up to a megabyte of it.
+        let key = String(repeating: "k", count: 5000)
+        let frame = RequestFrame.inline(
+            ByteBuffer(string: #"APPENDMANY order o1 [{"event_type":"e","data":{},"\#(key)":1}]"#))
+        let error = try #require(parseError(frame))
+        #expect(error.code == .badRequest)
+        #expect(error.message.hasPrefix("event 0: unknown field '" + String(repeating: "k", count: 64) + "'"))
+        #expect(error.message.utf8.count < 200)
+    }
 }

@@ -302,6 +302,7 @@ struct ProtocolFuzzer {
                     #"[{"event_type":"x","data":1,"event_id":"7c9e6679-7425-40de-944b-e07fc1f90ae7"},"#
                         + #"{"event_type":"y","data":2,"event_id":"7c9e6679-7425-40de-944b-e07fc1f90ae7"}]"#,
                     #"{"event_type":"x","data":1}"#, #"[{"event_type":"\ud800","data":1}]"#,
+                    #"[{"event_type":"x","data":1,""# + String(repeating: "k", count: 700) + #"":1}]"#,
                 ]).utf8)
         case 7:
             // Leading or trailing white space, including white space JSON does not allow.

@@ -27,8 +27,11 @@ public func fuzzRequestDecoder(_ start: UnsafePointer<UInt8>?, _ count: Int) -> 
     }
     let failures = ProtocolFuzzer.check(input, limits: limits, chunking: chunking.isEmpty ? [1] : chunking)
     if !failures.isEmpty {
-        print("FuzzRequestDecoder (\(limits)): \(failures.joined(separator: "; "))")
-        print("input: \(ProtocolFuzzer.describe(input))")
+        // Straight to standard error, unbuffered, so that the message is out before abort().
+        let message = Array(
+            "FuzzRequestDecoder (\(limits)): \(failures.joined(separator: "; "))\ninput: \(ProtocolFuzzer.describe(input))\n"
+                .utf8)
+        _ = message.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
         abort()
     }
     return 0
