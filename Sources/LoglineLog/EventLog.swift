@@ -155,7 +155,8 @@ public protocol EventLog: Sendable {
     ///   - completion: Receives the outcome.
     func append(_ request: AppendRequest, completion: @escaping @Sendable (Result<AppendResult, AppendError>) -> Void)
 
-    /// Reads a stream's events, oldest first.
+    /// Reads a stream's events, oldest first. A backend may return fewer than `limit` events to bound the size of
+    /// one read (at least one when any is there); callers page on from the last event returned.
     /// - Parameters:
     ///   - stream: The stream.
     ///   - version: The first version to return (1 for the start).
@@ -164,7 +165,8 @@ public protocol EventLog: Sendable {
     /// - Throws: A storage error.
     func readStream(_ stream: StreamName, from version: StreamVersion, limit: Int) throws -> [RecordedEvent]
 
-    /// Reads the log in position order.
+    /// Reads the log in position order. A backend may return fewer than `limit` events to bound the size of one
+    /// read (at least one when any is there); callers page on from the last event returned.
     /// - Parameters:
     ///   - position: The first position to return (1 for the start).
     ///   - limit: The most events to return.

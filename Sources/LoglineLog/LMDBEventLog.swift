@@ -220,7 +220,13 @@ public final class LMDBEventLog: EventLog {
         listeners.withLock { $0.append(listener) }
     }
 
-    /// Reads a stream's events, oldest first.
+    /// The most bytes of event data and metadata one `readStream` or `readAll` returns, beyond the event that
+    /// crosses it: a read of large events stops there with fewer than `limit` events, so that one request cannot
+    /// make the server hold gigabytes (10,000 events of 1 MiB). The caller pages on from the last event.
+    public static let maximumReadBytes = 16 << 20
+
+    /// Reads a stream's events, oldest first; fewer than `limit` when they hold more than
+    /// ``maximumReadBytes``.
     /// - Parameters:
     ///   - stream: The stream.
     ///   - version: The first version to return.
@@ -231,6 +237,7 @@ public final class LMDBEventLog: EventLog {
         let prefix = StorageLayout.streamKey(stream)
         return try environment.read { transaction in
             var result: [RecordedEvent] = []
+            var bytes = 0
             guard limit > 0 else { return result }
             try transaction.withCursor(streamEvents) { cursor in
                 var entry = try cursor.seek(atOrAfter: StorageLayout.streamEventKey(prefix, version: max(version, 1)))
@@ -238,8 +245,10 @@ public final class LMDBEventLog: EventLog {
                     current.key.starts(with: prefix)
                 {
                     let position = StorageLayout.readBigEndian(current.value)
-                    result.append(try event(at: position, in: transaction).recordedEvent)
-                    if result.count >= limit { break }
+                    let recorded = try event(at: position, in: transaction).recordedEvent
+                    result.append(recorded)
+                    bytes += recorded.data.count + recorded.metadata.count
+                    if result.count >= limit || bytes >= Self.maximumReadBytes { break }
                     entry = try cursor.next()
                 }
             }
@@ -247,7 +256,8 @@ public final class LMDBEventLog: EventLog {
         }
     }
 
-    /// Reads the log in position order.
+    /// Reads the log in position order; fewer than `limit` events when they hold more than
+    /// ``maximumReadBytes``.
     /// - Parameters:
     ///   - position: The first position to return.
     ///   - limit: The most events to return.
@@ -258,6 +268,7 @@ public final class LMDBEventLog: EventLog {
         let types = eventTypes.map { Array($0.utf8) }
         return try environment.read { transaction in
             var result: [RecordedEvent] = []
+            var bytes = 0
             guard limit > 0 else { return result }
             try transaction.withCursor(events) { cursor in
                 var entry = try cursor.seek(atOrAfter: StorageLayout.bigEndian(max(position, 1)))
@@ -267,8 +278,10 @@ public final class LMDBEventLog: EventLog {
                         throw OpenError.corrupt("event record at position \(at) is damaged")
                     }
                     if types.isEmpty || types.contains(where: { view.eventType.elementsEqual($0) }) {
-                        result.append(view.recordedEvent)
-                        if result.count >= limit { break }
+                        let recorded = view.recordedEvent
+                        result.append(recorded)
+                        bytes += recorded.data.count + recorded.metadata.count
+                        if result.count >= limit || bytes >= Self.maximumReadBytes { break }
                     }
                     entry = try cursor.next()
                 }

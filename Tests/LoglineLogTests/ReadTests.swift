@@ -4,6 +4,35 @@ import Testing
 
 @Suite("LMDBEventLog: reads")
 struct ReadTests {
+    @Test("a read of large events stops past maximumReadBytes, and paging on returns every event once")
+    func readsOfLargeEventsAreBoundedInBytes() async throws {
+        try await withLog { log, _ in
+            let target = stream("blob", "1")
+            let eventBytes = 1 << 20  // 1 MiB each: 40 of them hold 40 MiB
+            let body = #"{"fill":""# + String(repeating: "x", count: eventBytes - 11) + #""}"#
+            for index in 1...40 {
+                _ = try await log.append(request(target, event("blob-\(index)", data: body)))
+            }
+            let perRead = (LMDBEventLog.maximumReadBytes + eventBytes - 1) / eventBytes
+            let firstStreamPage = try log.readStream(target, from: 1, limit: 10_000)
+            #expect(firstStreamPage.count == perRead)
+            #expect(firstStreamPage.count < 40)
+            let firstLogPage = try log.readAll(from: 1, limit: 10_000, eventTypes: [])
+            #expect(firstLogPage.map(\.position) == Array(1...UInt64(perRead)))
+            // Paging with FROM = last + 1 returns all 40, in order, each once.
+            var versions: [StreamVersion] = []
+            while true {
+                let page = try log.readStream(target, from: (versions.last ?? 0) + 1, limit: 10_000)
+                if page.isEmpty { break }
+                #expect(!page.isEmpty && page.count <= perRead)
+                versions += page.map(\.version)
+            }
+            #expect(versions == Array(1...40))
+            // The last page holds what is left.
+            #expect(try log.readAll(from: 40, limit: 10, eventTypes: []).map(\.position) == [40])
+        }
+    }
+
     @Test("readStream honours from and limit")
     func readStreamWindow() async throws {
         try await withLog { log, _ in
