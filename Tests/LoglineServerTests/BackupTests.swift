@@ -63,7 +63,7 @@ struct BackupTests {
         let full = TemporaryDirectory()
         defer { full.remove() }
         try FileManager.default.createDirectory(atPath: full.path, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: full.path + "/keep", contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: full.path + "/keep", contents: Data("x".utf8))
         await #expect { _ = try await client.send(["BACKUP", full.path]) } throws: { error in
             (error as? LoglineClientError)?.code == .internal
                 && (error as? LoglineClientError)?.description.contains("not an empty directory") == true
