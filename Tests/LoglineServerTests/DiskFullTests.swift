@@ -64,16 +64,7 @@ struct DiskFullTests {
             }
             self.pid = pid
             let handle = FileHandle(fileDescriptor: descriptors[0], closeOnDealloc: true)
-            var collected = ""
-            while !collected.contains("listening on") {
-                let data = handle.availableData
-                guard !data.isEmpty else { throw TestFailure("server exited: \(collected)") }
-                collected += String(decoding: data, as: UTF8.self)
-            }
-            guard let line = collected.split(separator: "\n").first(where: { $0.contains("listening on") }),
-                let address = line.split(separator: " ").first(where: { $0.contains(":") && $0.first!.isNumber }),
-                let port = Int(address.split(separator: ":").last!.trimmingCharacters(in: .punctuationCharacters))
-            else { throw TestFailure("no port in: \(collected)") }
+            let (port, collected) = try readListeningPort(from: handle)
             self.port = port
             let output = self.output
             output.text.withLock { $0 = collected }

@@ -27,19 +27,8 @@ struct ProcessTests {
             process.standardError = errorPipe
             process.standardOutput = FileHandle.nullDevice
             try process.run()
-            var collected = ""
-            let handle = errorPipe.fileHandleForReading
-            while !(markers + ["listening on"]).allSatisfy({ collected.contains($0) }) {
-                let data = handle.availableData
-                guard !data.isEmpty else { throw TestFailure("server exited: \(collected)") }
-                collected += String(decoding: data, as: UTF8.self)
-            }
-            guard let line = collected.split(separator: "\n").first(where: { $0.contains("listening on") }),
-                let address = line.split(separator: " ").first(where: { $0.contains(":") && $0.first!.isNumber }),
-                let port = Int(address.split(separator: ":").last!.trimmingCharacters(in: .punctuationCharacters))
-            else { throw TestFailure("no port in: \(collected)") }
-            self.port = port
-            self.startupOutput = collected
+            (self.port, self.startupOutput) = try readListeningPort(
+                from: errorPipe.fileHandleForReading, waitingFor: markers)
         }
 
         func kill9() {
@@ -127,12 +116,7 @@ struct ProcessTests {
 
         let restarted = try ServerProcess(data: directory.path)
         let client = try await LoglineClient.connect(port: restarted.port)
-        var all: [RecordedEvent] = []
-        while true {
-            let page = try await client.readAll(fromPosition: UInt64(all.count + 1), count: 10_000)
-            if page.isEmpty { break }
-            all += page
-        }
+        let all = try await readWholeLog(client)
         #expect(all.map(\.position) == Array(1...UInt64(all.count)))
         let stored = Dictionary(all.map { ($0.eventID, $0) }, uniquingKeysWith: { first, _ in first })
         #expect(stored.count == all.count)
@@ -209,12 +193,7 @@ struct ProcessTests {
         // Every append the server took in was answered: what is stored is exactly what was acknowledged.
         let restarted = try ServerProcess(data: directory.path)
         let client = try await LoglineClient.connect(port: restarted.port)
-        var all: [RecordedEvent] = []
-        while true {
-            let page = try await client.readAll(fromPosition: UInt64(all.count + 1), count: 10_000)
-            if page.isEmpty { break }
-            all += page
-        }
+        let all = try await readWholeLog(client)
         #expect(all.map(\.position) == Array(1...UInt64(all.count)))
         let acked = acknowledged.receipts.withLock { $0 }
         #expect(acked.count >= 2000)

@@ -287,3 +287,30 @@ func awaitBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) asyn
         Thread { continuation.resume(with: Result { try body() }) }.start()
     }
 }
+
+/// Reads what a `logline serve` process writes on standard error until its "listening on" line (and each of
+/// `markers`), and returns the port from that line with everything read so far.
+func readListeningPort(from handle: FileHandle, waitingFor markers: [String] = []) throws -> (port: Int, output: String)
+{
+    var collected = ""
+    while !(markers + ["listening on"]).allSatisfy({ collected.contains($0) }) {
+        let data = handle.availableData
+        guard !data.isEmpty else { throw TestFailure("server exited: \(collected)") }
+        collected += String(decoding: data, as: UTF8.self)
+    }
+    guard let line = collected.split(separator: "\n").first(where: { $0.contains("listening on") }),
+        let address = line.split(separator: " ").first(where: { $0.contains(":") && $0.first!.isNumber }),
+        let port = Int(address.split(separator: ":").last!.trimmingCharacters(in: .punctuationCharacters))
+    else { throw TestFailure("no port in: \(collected)") }
+    return (port, collected)
+}
+
+/// The whole log, read page by page with `READALL` until an empty page.
+func readWholeLog(_ client: LoglineClient) async throws -> [RecordedEvent] {
+    var all: [RecordedEvent] = []
+    while true {
+        let page = try await client.readAll(fromPosition: (all.last?.position ?? 0) + 1, count: 10_000)
+        if page.isEmpty { return all }
+        all += page
+    }
+}
