@@ -65,6 +65,36 @@ struct ProcessTests {
         func writersStopped() { continuation.finish() }
     }
 
+    /// Appends events of type `e` with fresh ids from `lanes` tasks on each client (the tasks of one client
+    /// pipeline on its connection), each over `streamsPerLane` streams of its own, until the connection fails;
+    /// records every acknowledged append, and says when all writers have stopped.
+    static func appendUntilCutOff(
+        _ clients: [LoglineClient], lanes: Int, streamsPerLane: Int,
+        into acknowledged: Acknowledged<EventID, AppendReceipt>
+    ) async {
+        await withTaskGroup(of: Void.self) { group in
+            for (index, client) in clients.enumerated() {
+                for lane in 0..<lanes {
+                    group.addTask {
+                        for sequence in 0..<100_000 {
+                            let id = EventID.random()
+                            let stream = try! StreamName(
+                                aggregateType: "order", aggregateID: "k\(index)-\(lane)-\(sequence % streamsPerLane)")
+                            do {
+                                let receipt = try await client.append(
+                                    to: stream, eventType: "e", data: "{\"n\":\(sequence)}", eventID: id)
+                                acknowledged.record(receipt, for: id)
+                            } catch {
+                                return
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        acknowledged.writersStopped()
+    }
+
     @Test func secondServerOnTheSameDirectoryIsRefused() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
@@ -87,27 +117,7 @@ struct ProcessTests {
             return try await group.reduce(into: []) { $0.append($1) }
         }
         // Writers append until their connection dies; the server is killed once enough are acknowledged.
-        let writers = Task {
-            await withTaskGroup(of: Void.self) { group in
-                for (index, client) in clients.enumerated() {
-                    group.addTask {
-                        for sequence in 0..<100_000 {
-                            let id = EventID.random()
-                            let stream = try! StreamName(
-                                aggregateType: "order", aggregateID: "k\(index)-\(sequence % 5)")
-                            do {
-                                let receipt = try await client.append(
-                                    to: stream, eventType: "e", data: "{\"n\":\(sequence)}", eventID: id)
-                                acknowledged.record(receipt, for: id)
-                            } catch {
-                                return
-                            }
-                        }
-                    }
-                }
-            }
-            acknowledged.writersStopped()
-        }
+        let writers = Task { await Self.appendUntilCutOff(clients, lanes: 1, streamsPerLane: 5, into: acknowledged) }
         // Kill once 2,000 appends are acknowledged (or when the writers stop on their own, which fails below).
         for await _ in acknowledged.reachedTarget { break }
         server.kill9()
@@ -154,29 +164,7 @@ struct ProcessTests {
             for _ in 0..<4 { group.addTask { try await LoglineClient.connect(port: port) } }
             return try await group.reduce(into: []) { $0.append($1) }
         }
-        let writers = Task {
-            await withTaskGroup(of: Void.self) { group in
-                for (index, client) in clients.enumerated() {
-                    for lane in 0..<4 {
-                        group.addTask {
-                            for sequence in 0..<100_000 {
-                                let id = EventID.random()
-                                let stream = try! StreamName(
-                                    aggregateType: "order", aggregateID: "g\(index)-\(lane)-\(sequence % 3)")
-                                do {
-                                    let receipt = try await client.append(
-                                        to: stream, eventType: "e", data: "{\"n\":\(sequence)}", eventID: id)
-                                    acknowledged.record(receipt, for: id)
-                                } catch {
-                                    return
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            acknowledged.writersStopped()
-        }
+        let writers = Task { await Self.appendUntilCutOff(clients, lanes: 4, streamsPerLane: 3, into: acknowledged) }
         for await _ in acknowledged.reachedTarget { break }
         server.terminate()  // SIGTERM, then wait for the exit.
         #expect(server.process.terminationStatus == 0)
