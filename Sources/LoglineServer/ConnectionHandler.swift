@@ -90,8 +90,6 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// request the client sent before it (appends may run ahead: the log's writer keeps their order).
     private var waiting = CircularBuffer<(slot: Int, request: Request)>()
     private var readingPaused = false
-    /// Set by ``Drain``: the connection takes no new request, and ends its output after the last reply.
-    private var draining = false
     private var insideReadLoop = false
     /// Bytes written since the last flush: flushed early past ``flushThreshold``, so that a long read loop does not
     /// gather its replies unflushed (with TLS, unflushed replies wait in the TLS handler, where the channel's
@@ -560,20 +558,16 @@ final class ConnectionHandler: ChannelInboundHandler {
     // MARK: - Graceful shutdown
 
     /// Takes no new request from here on; once every request already taken is answered, ends the output
-    /// (``finish(_:with:)``).
+    /// (``close(_:after:)``). A second `Drain`, or one after `QUIT`, changes nothing: the last slot is set already.
     private func beginDraining(_ context: ChannelHandlerContext) {
-        guard !draining, !closing else { return }
-        draining = true
-        if let subscription {
+        guard !closing else { return }
+        let nothing = context.channel.allocator.buffer(capacity: 0)
+        if subscription != nil {
             // A live tail owes nothing more than what it has sent.
-            hub.unregister(subscription.listener)
-            self.subscription = nil
             pending.removeAll()
-            closeAfterSlot = nextSlot
-            finish(context, with: context.channel.allocator.buffer(capacity: 0))
+            endSubscription(closingWith: nothing)
         } else if pending.isEmpty {
-            closeAfterSlot = nextSlot
-            finish(context, with: context.channel.allocator.buffer(capacity: 0))
+            close(context, after: nothing)
         } else if closeAfterSlot == nil {
             closeAfterSlot = nextSlot - 1
         }
