@@ -178,7 +178,7 @@ struct AuthTests {
                 + #"APPENDMANY order o1 [{"event_type":"e","data":{}}]"# + "\r\n"
                 + "READ order o1\r\nINFO\r\nGROUP CREATE g\r\nSUBSCRIBE\r\nNOPE\r\n"
                 + "PING\r\nCOMMAND\r\nCONFIG GET save\r\nCLIENT SETNAME x\r\nSELECT 0\r\nECHO hi\r\n")
-        let replies = try await awaitReplies(connection, 14).components(separatedBy: "\r\n")
+        let replies = try await connection.readReplies(14).components(separatedBy: "\r\n")
         let noAuth = "-NOAUTH authentication required; send AUTH <token>"
         #expect(Array(replies.prefix(8)) == Array(repeating: noAuth, count: 8))
         #expect(replies[8] == "+PONG")
@@ -188,7 +188,7 @@ struct AuthTests {
         #expect(try server.log.info().eventCount == 0)
         // No group was created either.
         try connection.send("AUTH \(Self.writer)\r\nGROUPS\r\n")
-        #expect(try await awaitReplies(connection, 2) == "+OK\r\n*0\r\n")
+        #expect(try await connection.readReplies(2) == "+OK\r\n*0\r\n")
         await server.stop()
     }
 
@@ -197,23 +197,23 @@ struct AuthTests {
         let connection = try RawConnection(port: server.port)
         try connection.send("AUTH not-the-token-at-all\r\nAPPEND order o1 e {}\r\n")
         #expect(
-            try await awaitReplies(connection, 2)
+            try await connection.readReplies(2)
                 == "-NOAUTH invalid token\r\n-NOAUTH authentication required; send AUTH <token>\r\n")
         // Pipelined: the APPEND is judged after the AUTH before it.
         try connection.send("AUTH \(Self.writer)\r\nAPPEND order o1 e {}\r\n")
-        let replies = try await awaitReplies(connection, 2)
+        let replies = try await connection.readReplies(2)
         #expect(replies.hasPrefix("+OK\r\n$"))
         #expect(replies.contains(#""position":1"#))
         // A failed AUTH keeps the role the connection has, as in Redis.
         try connection.send("AUTH still-not-the-token\r\nAPPEND order o1 e {}\r\n")
-        let after = try await awaitReplies(connection, 2)
+        let after = try await connection.readReplies(2)
         #expect(after.hasPrefix("-NOAUTH invalid token\r\n$"))
         #expect(server.log.headPosition == 2)
         // The two-argument form of Redis 6 clients: the username is ignored.
         let other = try RawConnection(port: server.port)
         try other.send(
             "*3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n$\(Self.reader.utf8.count)\r\n\(Self.reader)\r\nREAD order o1\r\n")
-        let read = try await awaitReplies(other, 2)
+        let read = try await other.readReplies(2)
         #expect(read.hasPrefix("+OK\r\n*2\r\n"))
         await server.stop()
     }
@@ -228,29 +228,29 @@ struct AuthTests {
 
         let connection = try RawConnection(port: server.port)
         try connection.send("AUTH \(Self.reader)\r\n")
-        #expect(try await awaitReplies(connection, 1) == "+OK\r\n")
+        #expect(try await connection.readReplies(1) == "+OK\r\n")
         let refused = [
             "APPEND order o1 e {}", #"APPENDMANY order o1 [{"event_type":"e","data":{}}]"#,
             "SUBMIT create-order {}", "REBUILD orders", "RETRY orders 1", "SKIP orders 1", "GROUP CREATE h",
             "GROUP DELETE g",
         ]
         try connection.send(refused.map { $0 + "\r\n" }.joined())
-        let refusals = try await awaitReplies(connection, refused.count).components(separatedBy: "\r\n").filter {
+        let refusals = try await connection.readReplies(refused.count).components(separatedBy: "\r\n").filter {
             !$0.isEmpty
         }
         #expect(refusals == Array(repeating: "-NOPERM this token is read-only", count: refused.count))
 
         try connection.send("READ order o1\r\nREADALL\r\nINFO\r\nVIEWS\r\nPROJECTIONS\r\nGROUPS\r\nPING\r\n")
-        let reads = try await awaitReplies(connection, 7)
+        let reads = try await connection.readReplies(7)
         #expect(!reads.contains("-NOPERM") && !reads.contains("-NOAUTH"))
         #expect(reads.contains(#""event_type":"order-created""#))
         // GET and QUERY pass the role check (this server has no views, hence NOTFOUND, not NOPERM).
         try connection.send("GET orders o1\r\nQUERY orders\r\nPARKED orders\r\n")
-        let views = try await awaitReplies(connection, 3)
+        let views = try await connection.readReplies(3)
         #expect(!views.contains("-NOPERM"))
         // Consuming a group: FETCH, NACK, FETCH again, ACK, PENDING, DEAD.
         try connection.send("FETCH g w1\r\nNACK g 1\r\nFETCH g w1\r\nACK g 1\r\nPENDING g\r\nDEAD g\r\n")
-        let consumed = try await awaitReplies(connection, 6)
+        let consumed = try await connection.readReplies(6)
         #expect(!consumed.hasPrefix("-") && !consumed.contains("\r\n-"))
         #expect(consumed.contains(#""delivery_count":2"#))
         #expect(consumed.hasSuffix(":1\r\n*0\r\n*0\r\n"))
@@ -311,18 +311,18 @@ struct AuthTests {
         let server = try await Self.startServer()
         let connection = try RawConnection(port: server.port)
         try connection.send(String(repeating: "AUTH wrong-wrong-wrong-wrong\r\n", count: 9) + "PING\r\n")
-        let replies = try await awaitReplies(connection, 10)
+        let replies = try await connection.readReplies(10)
         #expect(replies.components(separatedBy: "-NOAUTH invalid token\r\n").count == 10)
         #expect(replies.hasSuffix("+PONG\r\n"))
         // The tenth failure is answered, then the connection closes; what follows is ignored, even a good token.
         try connection.send("AUTH wrong-wrong-wrong-wrong\r\nAUTH \(Self.writer)\r\nPING\r\n")
-        let last = try await awaitEnd(connection)
+        let last = await connection.readToEnd()
         #expect(last.hasPrefix("-NOAUTH invalid token; 10 failed attempts, closing the connection\r\n"))
         #expect(!last.contains("+OK") && !last.contains("PONG"))
         // Other connections are not affected.
         let other = try RawConnection(port: server.port)
         try other.send("AUTH \(Self.writer)\r\n")
-        #expect(try await awaitReplies(other, 1) == "+OK\r\n")
+        #expect(try await other.readReplies(1) == "+OK\r\n")
         await server.stop()
     }
 
@@ -330,7 +330,7 @@ struct AuthTests {
         let server = try await RunningServer.start()
         let connection = try RawConnection(port: server.port)
         try connection.send("AUTH \(Self.writer)\r\nAPPEND order o1 e {}\r\n")
-        let replies = try await awaitReplies(connection, 2)
+        let replies = try await connection.readReplies(2)
         #expect(replies.hasPrefix("-BADREQ AUTH is not enabled on this server"))
         #expect(replies.contains(#""position":1"#))
         await server.stop()
@@ -451,7 +451,7 @@ struct AuthProcessTests {
         #expect(server.errors.contains("logline: warning: --insecure"))
         let connection = try RawConnection(port: server.port)
         try connection.send("PING\r\n")
-        #expect(try await awaitReplies(connection, 1) == "+PONG\r\n")
+        #expect(try await connection.readReplies(1) == "+PONG\r\n")
         await server.terminate()
         #expect(server.process.terminationStatus == 0)
     }
@@ -529,14 +529,4 @@ private func awaitBlocking(
     _ path: String, _ arguments: [String]
 ) async throws -> (status: Int32, output: String, error: String) {
     try await awaitBlocking { try run(path, arguments) }
-}
-
-/// Reads `count` replies off the concurrency pool.
-private func awaitReplies(_ connection: RawConnection, _ count: Int) async throws -> String {
-    try await connection.readReplies(count)
-}
-
-/// Reads until the server closes the connection, off the concurrency pool.
-private func awaitEnd(_ connection: RawConnection) async throws -> String {
-    await connection.readToEnd()
 }

@@ -95,14 +95,10 @@ final class UncheckedBox<Value>: @unchecked Sendable {
     init(_ value: Value) { self.value = value }
 }
 
-/// Reads `count` replies on a thread of its own, so that the test's tasks go on meanwhile.
-func readRepliesInBackground(_ connection: UncheckedBox<RawConnection>, _ count: Int) async -> [PushedValue] {
-    await withCheckedContinuation { continuation in
-        Thread.detachNewThread {
-            let text = (try? connection.value.blockingReadReplies(count)) ?? ""
-            continuation.resume(returning: PushedValue.parseAll(Array(text.utf8)))
-        }
-    }
+/// Reads `count` replies (off the concurrency pool, as every read of a ``RawConnection``), so that the test's tasks
+/// go on meanwhile.
+func readRepliesInBackground(_ connection: RawConnection, _ count: Int) async -> [PushedValue] {
+    PushedValue.parseAll(Array(((try? await connection.readReplies(count)) ?? "").utf8))
 }
 
 @Suite("Live subscriptions over TCP", .timeLimit(.minutes(1)))
@@ -150,8 +146,8 @@ struct SubscriptionTests {
         for batch in 0..<5 {
             _ = try await GroupWire.appendMany(writer, stream: "o\(batch)", count: 100) { Self.types($0) }
         }
-        let subscriber = UncheckedBox(try RawConnection(port: server.port))
-        try subscriber.value.send("SUBSCRIBE FROM 1\r\n")
+        let subscriber = try RawConnection(port: server.port)
+        try subscriber.send("SUBSCRIBE FROM 1\r\n")
         let reading = Task { await readRepliesInBackground(subscriber, 1 + 500 + 2000) }
         // 2,000 more while the subscriber catches up, from 20 tasks at once.
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -177,8 +173,8 @@ struct SubscriptionTests {
         #expect(stored.count == 2500)
         #expect(messages.allSatisfy { stored[$0.position] == $0.envelope })
         // Nothing more is queued: the next reply is the answer to PING.
-        try subscriber.value.send("PING\r\n")
-        let pong = PushedValue.parseAll(Array(try await subscriber.value.readReplies(1).utf8))
+        try subscriber.send("PING\r\n")
+        let pong = PushedValue.parseAll(Array(try await subscriber.readReplies(1).utf8))
         #expect(pong == [.strings("pong", "")])
         await writer.close()
         await server.stop()
@@ -240,20 +236,20 @@ struct SubscriptionTests {
         let server = try await RunningServer.start(directory: directory.path)
         let writer = try await server.client()
         let first = try await GroupWire.appendMany(writer, stream: "o1", count: 40) { Self.types($0) }
-        let connection = UncheckedBox(try RawConnection(port: server.port))
-        try connection.value.send("SUBSCRIBE FROM 1 TYPE order-created TYPE order-rejected\r\n")
+        let connection = try RawConnection(port: server.port)
+        try connection.send("SUBSCRIBE FROM 1 TYPE order-created TYPE order-rejected\r\n")
         let wanted: Set<String> = ["order-created", "order-rejected"]
         let expectedFirst = first.enumerated().filter { wanted.contains(Self.types($0.offset)) }.map(\.element)
-        let head = PushedValue.parseAll(Array(try await connection.value.readReplies(1 + expectedFirst.count).utf8))
+        let head = PushedValue.parseAll(Array(try await connection.readReplies(1 + expectedFirst.count).utf8))
         #expect(head.first == .array([.bulk("subscribe"), .bulk("order-created,order-rejected"), .integer(1)]))
         #expect(head.dropFirst().compactMap(\.message).map(\.position) == expectedFirst)
         let second = try await GroupWire.appendMany(writer, stream: "o2", count: 40) { Self.types($0 + 1) }
         let expectedSecond = second.enumerated().filter { wanted.contains(Self.types($0.offset + 1)) }
-        let tail = PushedValue.parseAll(Array(try await connection.value.readReplies(expectedSecond.count).utf8))
+        let tail = PushedValue.parseAll(Array(try await connection.readReplies(expectedSecond.count).utf8))
         #expect(tail.compactMap(\.message).map(\.position) == expectedSecond.map(\.element))
         #expect(tail.compactMap(\.message).allSatisfy { wanted.contains($0.eventType) })
-        try connection.value.send("PING\r\n")
-        #expect(PushedValue.parseAll(Array(try await connection.value.readReplies(1).utf8)) == [.strings("pong", "")])
+        try connection.send("PING\r\n")
+        #expect(PushedValue.parseAll(Array(try await connection.readReplies(1).utf8)) == [.strings("pong", "")])
         await writer.close()
         await server.stop()
     }
