@@ -192,9 +192,7 @@ public final class LoglineServer: Service, Sendable {
         let eventLoop = eventLoopGroup.next()
         let finished = eventLoop.makePromise(of: Bool.self)
         let settled = FirstCaller()
-        let grace = TimeAmount.nanoseconds(
-            configuration.shutdownGracePeriod.components.seconds * 1_000_000_000
-                + configuration.shutdownGracePeriod.components.attoseconds / 1_000_000_000)
+        let grace = TimeAmount.nanoseconds(configuration.shutdownGracePeriod.nanoseconds)
         let timer = eventLoop.scheduleTask(in: grace) {
             guard settled.claim() else { return }
             finished.succeed(false)
