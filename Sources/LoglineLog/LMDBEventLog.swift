@@ -21,6 +21,9 @@ public final class LMDBEventLog: EventLog {
         public var initialMapSize: Int = 256 << 20
         /// The most requests taken into one write transaction.
         public var maximumBatchRequests: Int = 4096
+        /// How many `stream_events` entries wait in memory (``PendingStreamIndex``) before a group commit writes
+        /// them in bulk; 1 writes each commit's entries in that commit.
+        public var streamIndexBatch: Int = 65_536
 
         /// The defaults.
         public init() {}
@@ -74,6 +77,8 @@ public final class LMDBEventLog: EventLog {
     private let writerFinished = DispatchSemaphore(value: 0)
     private let listeners = Mutex<[@Sendable (LogPosition) -> Void]>([])
     private let closed = Atomic<Bool>(false)
+    /// The stream-index entries of recent commits, not yet in `stream_events`.
+    let pendingIndex: Mutex<PendingStreamIndex>
 
     /// Opens the log in `directory`, creating the directory and the store when missing.
     /// - Parameters:
@@ -126,8 +131,10 @@ public final class LMDBEventLog: EventLog {
         }
         self.head = Atomic(lastPosition)
         self.lastRecordedAt = Atomic(0)
+        self.pendingIndex = Mutex(PendingStreamIndex(indexedThrough: lastPosition))
         do {
-            try checkFormat()
+            try checkFormat(head: lastPosition)
+            try indexUnindexedEvents(head: lastPosition)
         } catch let error as OpenError {
             throw error
         } catch {
@@ -145,20 +152,77 @@ public final class LMDBEventLog: EventLog {
             ])
     }
 
-    private func checkFormat() throws {
-        let key = Array("format".utf8)
+    /// Checks the store's format, and brings a store of format 1 (which indexed every event in its commit, and
+    /// has no `indexed_through`) to format 2; a new store starts at format 2.
+    ///
+    /// Format 2 may leave events after `indexed_through` out of `stream_events`, which a server that reads format 1
+    /// would take for missing events: the format number keeps such a server out.
+    private func checkFormat(head: LogPosition) throws {
         let stored = try environment.read { [meta] transaction in
-            try transaction.get(meta, key: key).map { Array($0) }
+            try transaction.get(meta, key: StorageLayout.formatKey).map { Array($0) }
         }
-        if let stored {
-            guard stored == [StorageLayout.recordFormat] else {
-                throw OpenError.corrupt("the store in \(directory) has format \(stored), this server reads format 1")
-            }
-        } else {
+        switch stored {
+        case [StorageLayout.storeFormat]?:
+            return
+        case nil, [1]?:
             try environment.write { [meta] transaction in
-                try transaction.put(meta, key: key, value: [StorageLayout.recordFormat])
+                try transaction.put(meta, key: StorageLayout.indexedThroughKey, value: StorageLayout.bigEndian(head))
+                try transaction.put(meta, key: StorageLayout.formatKey, value: [StorageLayout.storeFormat])
             }
+        case let other?:
+            throw OpenError.corrupt(
+                "the store in \(directory) has format \(other), this server reads formats 1 and 2")
         }
+    }
+
+    /// Writes the `stream_events` entries of the events after `indexed_through`: those of the last commits before
+    /// the process stopped without writing its ``PendingStreamIndex``. At most ``Configuration/streamIndexBatch``
+    /// events and one commit, before the writer starts.
+    private func indexUnindexedEvents(head: LogPosition) throws {
+        let indexedThrough = try environment.read { transaction in try self.indexedThrough(in: transaction) }
+        guard indexedThrough < head else { return }
+        try environment.write { transaction in
+            var entries: [PendingStreamIndex.Entry] = []
+            try transaction.withCursor(events) { cursor in
+                var entry = try cursor.seek(atOrAfter: StorageLayout.bigEndian(indexedThrough + 1))
+                while let current = entry {
+                    let position = StorageLayout.readBigEndian(current.key)
+                    guard let view = StoredEventView(position: position, record: current.value) else {
+                        throw OpenError.corrupt("event record at position \(position) is damaged")
+                    }
+                    entries.append(
+                        PendingStreamIndex.Entry(
+                            streamKey: view.streamKey, version: view.version, position: position))
+                    entry = try cursor.next()
+                }
+            }
+            try writeStreamIndex(
+                PendingStreamIndex(indexedThrough: indexedThrough).sortedEntries(adding: entries),
+                through: head, in: transaction)
+        }
+        logger.notice(
+            "indexed the events of the last commits before the previous stop",
+            metadata: ["from_position": "\(indexedThrough + 1)", "to_position": "\(head)"])
+    }
+
+    /// The position up to which `stream_events` holds every event, in a transaction's snapshot.
+    func indexedThrough(in transaction: LMDBTransaction) throws -> LogPosition {
+        guard let stored = try transaction.get(meta, key: StorageLayout.indexedThroughKey), stored.count == 8 else {
+            throw OpenError.corrupt("the store has no valid indexed_through in meta")
+        }
+        return StorageLayout.readBigEndian(stored)
+    }
+
+    /// Writes stream-index entries (sorted) and the position they complete the index to.
+    private func writeStreamIndex(
+        _ entries: [PendingStreamIndex.Entry], through position: LogPosition, in transaction: LMDBTransaction
+    ) throws {
+        for entry in entries {
+            try transaction.put(
+                streamEvents, key: StorageLayout.streamEventKey(entry.streamKey, version: entry.version),
+                value: StorageLayout.bigEndian(entry.position))
+        }
+        try transaction.put(meta, key: StorageLayout.indexedThroughKey, value: StorageLayout.bigEndian(position))
     }
 
     /// Stops taking appends, finishes those already queued, and stops the writer thread.
@@ -170,9 +234,25 @@ public final class LMDBEventLog: EventLog {
         queue.withLock { $0.closing = true }
         wakeup.signal()
         writerFinished.wait()
+        writePendingIndex()
         environment.close()
         directoryLock.release()
         logger.info("event log closed", metadata: ["last_position": "\(headPosition)"])
+    }
+
+    /// Writes the pending stream-index entries at close, so that a stopped store is indexed through its head.
+    /// When this fails, the next open indexes them from `events`.
+    private func writePendingIndex() {
+        let (entries, through) = pendingIndex.withLock { ($0.sortedEntries(adding: []), headPosition) }
+        guard !entries.isEmpty else { return }
+        do {
+            try environment.write { transaction in try writeStreamIndex(entries, through: through, in: transaction) }
+            pendingIndex.withLock { $0.removeAll(indexedThrough: through) }
+        } catch {
+            logger.warning(
+                "could not write the pending stream index at close; the next open writes it",
+                metadata: ["error": "\(error)"])
+        }
     }
 
     // MARK: - EventLog
@@ -235,24 +315,63 @@ public final class LMDBEventLog: EventLog {
     /// - Throws: ``LoglineLMDB/LMDBError`` or ``OpenError/corrupt(_:)``.
     public func readStream(_ stream: StreamName, from version: StreamVersion, limit: Int) throws -> [RecordedEvent] {
         let prefix = StorageLayout.streamKey(stream)
-        return try environment.read { transaction in
+        let first = max(version, 1)
+        guard limit > 0 else { return [] }
+        return try withStreamIndexSnapshot(of: prefix, from: first) { transaction, pending in
             var result: [RecordedEvent] = []
             var bytes = 0
-            guard limit > 0 else { return result }
-            try transaction.withCursor(streamEvents) { cursor in
-                var entry = try cursor.seek(atOrAfter: StorageLayout.streamEventKey(prefix, version: max(version, 1)))
+            func add(_ position: LogPosition) throws -> Bool {
+                let recorded = try event(at: position, in: transaction).recordedEvent
+                result.append(recorded)
+                bytes += recorded.data.count + recorded.metadata.count
+                return result.count < limit && bytes < Self.maximumReadBytes
+            }
+            let more = try transaction.withCursor(streamEvents) { cursor in
+                var entry = try cursor.seek(atOrAfter: StorageLayout.streamEventKey(prefix, version: first))
                 while let current = entry, current.key.count == prefix.count + 8,
                     current.key.starts(with: prefix)
                 {
-                    let position = StorageLayout.readBigEndian(current.value)
-                    let recorded = try event(at: position, in: transaction).recordedEvent
-                    result.append(recorded)
-                    bytes += recorded.data.count + recorded.metadata.count
-                    if result.count >= limit || bytes >= Self.maximumReadBytes { break }
+                    guard try add(StorageLayout.readBigEndian(current.value)) else { return false }
                     entry = try cursor.next()
                 }
+                return true
+            }
+            // The pending entries follow every version in the snapshot's `stream_events`.
+            if more, let pending {
+                for position in pending.positions { guard try add(position) else { break } }
             }
             return result
+        }
+    }
+
+    /// Runs `body` in a read transaction with the stream's pending index entries that its snapshot does not have
+    /// in `stream_events` (from `version` on): together they index every event of the stream in the snapshot.
+    ///
+    /// A bulk write of the index may commit between the start of the transaction and the look at the pending
+    /// index, and take entries out of it that the snapshot's `stream_events` lacks: then the read starts again in
+    /// a newer snapshot, which has them.
+    private func withStreamIndexSnapshot<T>(
+        of streamKey: [UInt8], from version: StreamVersion,
+        _ body: (LMDBTransaction, _ pending: (firstVersion: StreamVersion, positions: [LogPosition])?) throws -> T
+    ) throws -> T {
+        while true {
+            let outcome: T? = try environment.read { transaction -> T? in
+                let head = try transaction.withCursor(events) { cursor in
+                    try cursor.last().map { StorageLayout.readBigEndian($0.key) } ?? 0
+                }
+                let indexed = try indexedThrough(in: transaction)
+                let (pendingFrom, pending) = pendingIndex.withLock { index in
+                    (
+                        index.indexedThrough,
+                        index.entries(of: streamKey, from: version, after: indexed, through: head).map {
+                            (firstVersion: $0.firstVersion, positions: Array($0.positions))
+                        }
+                    )
+                }
+                guard pendingFrom <= indexed else { return nil }
+                return try body(transaction, pending)
+            }
+            if let outcome { return outcome }
         }
     }
 
@@ -418,7 +537,10 @@ public final class LMDBEventLog: EventLog {
     /// - Throws: ``LoglineLMDB/LMDBError``.
     public func streamVersion(_ stream: StreamName) throws -> StreamVersion {
         let key = StorageLayout.streamKey(stream)
-        return try environment.read { transaction in try currentVersion(of: key, in: transaction) }
+        return try withStreamIndexSnapshot(of: key, from: 0) { transaction, pending in
+            if let pending { return pending.firstVersion + StreamVersion(pending.positions.count) - 1 }
+            return try currentVersion(of: key, in: transaction)
+        }
     }
 
     /// Figures about the log.
@@ -491,6 +613,10 @@ public final class LMDBEventLog: EventLog {
         var results: [WorkOutcome]
         var head: LogPosition
         var recordedAt: Int64
+        /// The batch's stream-index entries, when they go to the pending index; empty when the commit wrote them
+        /// (and every pending one) to `stream_events`.
+        var pendingEntries: [PendingStreamIndex.Entry]
+        var wroteStreamIndex: Bool
     }
 
     private func commit(_ batch: [PendingWork]) {
@@ -509,9 +635,11 @@ public final class LMDBEventLog: EventLog {
                     case .unit(let unit, _): return .unit(try stager.stage(unit))
                     }
                 }
-                try stager.finish()
+                let wroteStreamIndex = try stager.finish()
                 staged = ContinuousClock.now
-                return BatchOutcome(results: results, head: stager.head, recordedAt: now)
+                return BatchOutcome(
+                    results: results, head: stager.head, recordedAt: now,
+                    pendingEntries: wroteStreamIndex ? [] : stager.indexEntries, wroteStreamIndex: wroteStreamIndex)
             }
         } catch {
             // Nothing of the batch is in the store, and nothing of it has touched `head`, `lastRecordedAt` or the
@@ -534,6 +662,14 @@ public final class LMDBEventLog: EventLog {
             return
         }
         let finished = ContinuousClock.now
+        // Before any append of the batch is acknowledged, so that readers find every acknowledged event.
+        pendingIndex.withLock { index in
+            if outcome.wroteStreamIndex {
+                index.removeAll(indexedThrough: outcome.head)
+            } else {
+                index.add(outcome.pendingEntries)
+            }
+        }
         head.store(outcome.head, ordering: .releasing)
         lastRecordedAt.store(outcome.recordedAt, ordering: .relaxed)
         // Recorded before anyone hears of the commit: a client that has its reply finds the metrics up to date.
@@ -633,6 +769,8 @@ public final class LMDBEventLog: EventLog {
         var streamVersions: [[UInt8]: StreamVersion] = [:]
         var stagedIDs: [EventID: (event: ProposedEvent, stream: StreamName, appended: AppendedEvent)] = [:]
         var newStreams: UInt64 = 0
+        /// The stream-index entries of the events staged.
+        var indexEntries: [PendingStreamIndex.Entry] = []
 
         init(log: LMDBEventLog, transaction: LMDBTransaction, head: LogPosition, recordedAt: Int64) {
             self.log = log
@@ -641,12 +779,23 @@ public final class LMDBEventLog: EventLog {
             self.recordedAt = Timestamp(millisecondsSinceEpoch: recordedAt)
         }
 
-        /// Writes what the batch changed beyond its events: the count of streams.
-        func finish() throws {
-            guard newStreams > 0 else { return }
-            let key = StorageLayout.streamCountKey
-            let before = try transaction.get(log.meta, key: key).map { StorageLayout.readBigEndian($0) } ?? 0
-            try transaction.put(log.meta, key: key, value: StorageLayout.bigEndian(before + newStreams))
+        /// Writes what the batch changed beyond its events: the count of streams, and the stream index when the
+        /// pending entries and the batch's reach ``Configuration/streamIndexBatch``.
+        /// - Returns: Whether it wrote the stream index (the pending entries and the batch's).
+        func finish() throws -> Bool {
+            if newStreams > 0 {
+                let key = StorageLayout.streamCountKey
+                let before = try transaction.get(log.meta, key: key).map { StorageLayout.readBigEndian($0) } ?? 0
+                try transaction.put(log.meta, key: key, value: StorageLayout.bigEndian(before + newStreams))
+            }
+            guard !indexEntries.isEmpty else { return false }
+            let entries = log.pendingIndex.withLock { index -> [PendingStreamIndex.Entry]? in
+                guard index.count + indexEntries.count >= log.configuration.streamIndexBatch else { return nil }
+                return index.sortedEntries(adding: indexEntries)
+            }
+            guard let entries else { return false }
+            try log.writeStreamIndex(entries, through: head, in: transaction)
+            return true
         }
 
         /// A failure inside a commit unit, thrown to abort its nested transaction.
@@ -734,6 +883,8 @@ public final class LMDBEventLog: EventLog {
             let current: StreamVersion
             if let cached = streamVersions[streamKey] {
                 current = cached
+            } else if let pending = log.pendingIndex.withLock({ $0.lastVersion(of: streamKey) }) {
+                current = pending
             } else {
                 current = try log.currentVersion(of: streamKey, in: transaction)
             }
@@ -756,9 +907,7 @@ public final class LMDBEventLog: EventLog {
                     recordedAt: recordedAt, data: event.data, metadata: event.metadata)
                 let positionBytes = StorageLayout.bigEndian(head)
                 try transaction.put(log.events, key: positionBytes, value: record, append: true)
-                try transaction.put(
-                    log.streamEvents, key: StorageLayout.streamEventKey(streamKey, version: version),
-                    value: positionBytes)
+                indexEntries.append(PendingStreamIndex.Entry(streamKey: streamKey, version: version, position: head))
                 try transaction.put(log.eventIDs, key: id.bytes, value: positionBytes)
                 let result = AppendedEvent(eventID: id, position: head, version: version)
                 if event.eventID != nil { stagedIDs[id] = (event, request.stream, result) }

@@ -62,7 +62,7 @@ public struct CheckReport: Hashable, Sendable {
     public var headPosition: LogPosition = 0
     /// The events read from `events`.
     public var eventCount: UInt64 = 0
-    /// The streams found in `stream_events`.
+    /// The streams: the events at version 1.
     public var streamCount: UInt64 = 0
     /// The module checkpoints checked.
     public var checkpointCount: Int = 0
@@ -95,8 +95,9 @@ public struct CheckReport: Hashable, Sendable {
 ///
 /// Checks that:
 /// - positions run 1, 2, …, head without a gap and every record decodes, with valid names and JSON;
-/// - `stream_events` maps each event's stream and version to its position, has no other entries, and each
-///   stream's versions run 1, 2, …, n in position order;
+/// - `stream_events` maps each event's stream and version to its position, up to `indexed_through`, and has no
+///   other entries, and each stream's versions run 1, 2, …, n in position order; each later event is in the log's
+///   pending stream index instead (a log opened for the check has written those at its open);
 /// - `event_ids` maps each event's id to its position and has no other entries;
 /// - the count of streams in `meta` equals the number of streams;
 /// - every module checkpoint (table `checkpoint`) and rebuild progress (table `rebuild`) is at or below the head;
@@ -144,6 +145,8 @@ private struct CheckRun {
     let transaction: LMDBTransaction
     let maximumProblems: Int
     var report = CheckReport()
+    /// Where `stream_events` ends: later events are in the log's pending stream index.
+    var indexedThrough: LogPosition = 0
 
     init(log: LMDBEventLog, transaction: LMDBTransaction, maximumProblems: Int) {
         self.log = log
@@ -170,6 +173,11 @@ private struct CheckRun {
         try transaction.withCursor(log.events) { cursor in
             if let last = try cursor.last(), last.key.count == 8 {
                 report.headPosition = StorageLayout.readBigEndian(last.key)
+            }
+            if let stored = try transaction.get(log.meta, key: StorageLayout.indexedThroughKey), stored.count == 8 {
+                indexedThrough = StorageLayout.readBigEndian(stored)
+            } else {
+                problem(.streamIndexMissing, "meta has no valid indexed_through")
             }
             var expected: LogPosition = 1
             var entry = try cursor.first()
@@ -217,6 +225,7 @@ private struct CheckRun {
         if view.version == 0 {
             problem(.damagedRecord, "the event at position \(position) (\(stream)) has version 0")
         }
+        if view.version == 1 { report.streamCount += 1 }
         if let failure = JSONValidator.validate(view.data.assumingMemoryBound(to: UInt8.self)) {
             problem(.damagedRecord, "the data of the event at position \(position) is not valid JSON: \(failure)")
         }
@@ -225,12 +234,25 @@ private struct CheckRun {
                 .damagedRecord, "the metadata of the event at position \(position) is not a JSON object: \(failure)")
         }
 
-        var streamKey = Array(view.aggregateType)
-        streamKey.append(0)
-        streamKey.append(contentsOf: view.aggregateID)
-        streamKey.append(0)
+        let streamKey = view.streamKey
         let indexKey = StorageLayout.streamEventKey(streamKey, version: view.version)
-        if let indexed = try transaction.get(log.streamEvents, key: indexKey) {
+        if position > indexedThrough {
+            let pending = log.pendingIndex.withLock { index in
+                index.entries(of: streamKey, from: view.version, after: indexedThrough, through: position)
+            }
+            if pending?.firstVersion != view.version || pending?.positions.first != position {
+                problem(
+                    .streamIndexMissing,
+                    "the event at position \(position) (\(stream) version \(view.version)), after indexed_through "
+                        + "\(indexedThrough), is missing from the pending stream index")
+            }
+            if try transaction.get(log.streamEvents, key: indexKey) != nil {
+                problem(
+                    .streamIndexOrphan,
+                    "stream_events has \(stream) version \(view.version) at position \(position), after "
+                        + "indexed_through \(indexedThrough)")
+            }
+        } else if let indexed = try transaction.get(log.streamEvents, key: indexKey) {
             let target = indexed.count == 8 ? StorageLayout.readBigEndian(indexed) : 0
             if target != position {
                 problem(
@@ -297,7 +319,6 @@ private struct CheckRun {
                 }
                 let position = current.value.count == 8 ? StorageLayout.readBigEndian(current.value) : 0
                 if key.stream != currentStream {
-                    report.streamCount += 1
                     currentStream = key.stream
                     if key.version != 1 {
                         problem(.streamVersionGap, "stream \(key.name) starts at version \(key.version), not 1")
@@ -390,7 +411,7 @@ private struct CheckRun {
         if count != report.streamCount {
             problem(
                 .streamCount,
-                "meta says there are \(count) streams, but stream_events holds \(report.streamCount)")
+                "meta says there are \(count) streams, but \(report.streamCount) events are at version 1")
         }
     }
 

@@ -5,7 +5,9 @@ import LoglineCore
 /// - `events`: position (8 bytes, big-endian) → event record (below).
 /// - `stream_events`: stream key + version (8 bytes, big-endian) → position (8 bytes, big-endian).
 /// - `event_ids`: event id (16 bytes) → position (8 bytes, big-endian).
-/// - `meta`: the store's format version and its count of streams.
+/// - `meta`: the store's format (`format`), its count of streams (`stream_count`), and the position up to which
+///   `stream_events` holds every event (`indexed_through`; the entries of later events wait in memory, see
+///   ``PendingStreamIndex``).
 /// - `state`: the state tables (module views, checkpoints, parked events): table name, a 0 byte, key → value.
 ///
 /// A stream's current version is the greatest version under its prefix in `stream_events`, so no separate
@@ -19,7 +21,11 @@ import LoglineCore
 /// metadata, then the data to the end.
 enum StorageLayout {
     static let recordFormat: UInt8 = 1
+    /// The format of the store as a whole: 2 since `stream_events` may lag behind `events` (`indexed_through`).
+    static let storeFormat: UInt8 = 2
+    static let formatKey = Array("format".utf8)
     static let streamCountKey = Array("stream_count".utf8)
+    static let indexedThroughKey = Array("indexed_through".utf8)
 
     /// The key of a state-table entry: the table's name, a 0 byte, the key.
     static func stateKey(_ table: String, _ key: [UInt8]) -> [UInt8] {
@@ -135,6 +141,17 @@ struct StoredEventView {
         self.eventType = eventType
         self.metadata = metadata
         self.data = UnsafeRawBufferPointer(rebasing: record[offset...])
+    }
+
+    /// The key of the event's stream, as ``StorageLayout/streamKey(_:)`` makes it.
+    var streamKey: [UInt8] {
+        var key = [UInt8]()
+        key.reserveCapacity(aggregateType.count + aggregateID.count + 2)
+        key.append(contentsOf: aggregateType)
+        key.append(0)
+        key.append(contentsOf: aggregateID)
+        key.append(0)
+        return key
     }
 
     var recordedEvent: RecordedEvent {

@@ -180,7 +180,7 @@ struct LogCheckerTests {
             }
             let report = try check(path)
             #expect(report.problems.map(\.kind) == [.streamCount])
-            #expect(report.problems.first?.message == "meta says there are 7 streams, but stream_events holds 3")
+            #expect(report.problems.first?.message == "meta says there are 7 streams, but 3 events are at version 1")
         }
     }
 

@@ -1,0 +1,235 @@
+import Foundation
+import LoglineCore
+import LoglineLMDB
+import Testing
+
+@testable import LoglineLog
+
+/// A configuration that writes the stream index in bulk every `batch` entries.
+private func indexBatchConfiguration(_ batch: Int) -> LMDBEventLog.Configuration {
+    var configuration = LMDBEventLog.Configuration()
+    configuration.streamIndexBatch = batch
+    return configuration
+}
+
+/// Sets `meta` entries of a closed store straight through LMDB (`nil` deletes).
+private func setMeta(_ path: String, _ entries: [String: [UInt8]?]) throws {
+    let environment = try LMDBEnvironment(directory: path)
+    defer { environment.close() }
+    let meta = try environment.openDatabase(named: "meta")
+    try environment.write { transaction in
+        for (key, value) in entries {
+            if let value {
+                try transaction.put(meta, key: Array(key.utf8), value: value)
+            } else {
+                _ = try transaction.delete(meta, key: Array(key.utf8))
+            }
+        }
+    }
+}
+
+/// The `stream_events` entries of a closed store, straight through LMDB.
+private func storedIndexEntryCount(_ path: String) throws -> Int {
+    let environment = try LMDBEnvironment(directory: path)
+    defer { environment.close() }
+    let streamEvents = try environment.openDatabase(named: "stream_events")
+    return try environment.read { transaction in
+        try transaction.withCursor(streamEvents) { cursor in
+            var count = 0
+            var entry = try cursor.first()
+            while entry != nil {
+                count += 1
+                entry = try cursor.next()
+            }
+            return count
+        }
+    }
+}
+
+@Suite("PendingStreamIndex: the stream-index entries not yet in stream_events")
+struct PendingStreamIndexTests {
+    private let key = Array("order\u{0}1\u{0}".utf8)
+
+    @Test("a reader's view keeps the entries after its snapshot's indexed_through and up to its head")
+    func snapshotWindow() {
+        var index = PendingStreamIndex(indexedThrough: 10)
+        index.add([
+            .init(streamKey: key, version: 4, position: 11), .init(streamKey: key, version: 5, position: 13),
+            .init(streamKey: key, version: 6, position: 20),
+        ])
+        #expect(index.count == 3)
+        #expect(index.lastVersion(of: key) == 6)
+        #expect(index.lastVersion(of: Array("other\u{0}1\u{0}".utf8)) == nil)
+
+        let all = index.entries(of: key, from: 1, after: 10, through: 20)
+        #expect(all?.firstVersion == 4)
+        #expect(all.map { Array($0.positions) } == [11, 13, 20])
+        // A snapshot that does not have position 20 yet.
+        let older = index.entries(of: key, from: 1, after: 10, through: 19)
+        #expect(older.map { Array($0.positions) } == [11, 13])
+        // A snapshot whose stream_events already holds position 11 (a bulk write it sees, not yet forgotten here).
+        let newer = index.entries(of: key, from: 1, after: 11, through: 20)
+        #expect(newer?.firstVersion == 5)
+        #expect(newer.map { Array($0.positions) } == [13, 20])
+        // From a version.
+        let fromSix = index.entries(of: key, from: 6, after: 10, through: 20)
+        #expect(fromSix?.firstVersion == 6)
+        #expect(fromSix.map { Array($0.positions) } == [20])
+        #expect(index.entries(of: key, from: 7, after: 10, through: 20) == nil)
+        #expect(index.entries(of: key, from: 1, after: 20, through: 20) == nil)
+    }
+
+    @Test("entries come out sorted as stream_events sorts them, and are forgotten once written")
+    func sortingAndForgetting() {
+        let other = Array("apple\u{0}9\u{0}".utf8)
+        var index = PendingStreamIndex(indexedThrough: 0)
+        index.add([.init(streamKey: key, version: 1, position: 1), .init(streamKey: other, version: 3, position: 2)])
+        index.add([.init(streamKey: key, version: 2, position: 3)])
+        let sorted = index.sortedEntries(adding: [.init(streamKey: other, version: 4, position: 4)])
+        #expect(sorted.map(\.position) == [2, 4, 1, 3])
+        index.removeAll(indexedThrough: 4)
+        #expect(index.count == 0)
+        #expect(index.indexedThrough == 4)
+        #expect(index.lastVersion(of: key) == nil)
+    }
+}
+
+@Suite("LMDBEventLog: the stream index written in bulk", .timeLimit(.minutes(2)))
+struct StreamIndexTests {
+    @Test("reads and expectations see every version while the index is written in bulk every few events")
+    func readsAcrossBulkWrites() async throws {
+        try await withLog(configuration: indexBatchConfiguration(7)) { log, _ in try await appendAndReadBack(log) }
+    }
+
+    /// Appends to five streams in rounds, checking every stream's reads and version after each append.
+    private func appendAndReadBack(_ log: LMDBEventLog) async throws {
+        let streams = (0..<5).map { stream("order", "o\($0)") }
+        var versions = [StreamName: StreamVersion]()
+        for round in 0..<12 {
+            for (offset, target) in streams.enumerated() where (round + offset) % 3 != 0 {
+                let count = (round + offset) % 4 == 0 ? 3 : 1
+                let current = versions[target, default: 0]
+                // A stale expectation conflicts, with the actual version, whether that is pending or indexed.
+                if current > 0 {
+                    let stale = await log.outcome(request(target, .exact(current - 1), event()))
+                    var actual: StreamVersion?
+                    if case .wrongExpectedVersion(_, _, let reported)? = stale.failure { actual = reported }
+                    #expect(actual == current, "a stale expectation on \(target): \(stale)")
+                }
+                let events = (0..<count).map { _ in event("step", data: #"{"round":\#(round)}"#) }
+                let result = try await log.append(request(target, .exact(current), events: events))
+                #expect(result.events.map(\.version) == Array((current + 1)...(current + UInt64(count))))
+                versions[target] = current + UInt64(count)
+                for checked in streams {
+                    let expected = versions[checked, default: 0]
+                    #expect(try log.streamVersion(checked) == expected)
+                    let read = try log.everything(in: checked)
+                    #expect(read.map(\.version) == Array(0..<expected).map { $0 + 1 })
+                    #expect(read.allSatisfy { $0.stream == checked })
+                    // Reading from a version in the middle.
+                    if expected >= 2 {
+                        let tail = try log.readStream(checked, from: expected - 1, limit: 10)
+                        #expect(tail.map(\.version) == [expected - 1, expected])
+                    }
+                }
+            }
+        }
+        let report = try LogChecker(log: log).check()
+        #expect(report.problems == [])
+        #expect(report.streamCount == 5)
+    }
+
+    @Test("close writes the pending entries, so a stopped store's stream_events indexes every event")
+    func closeWritesThePendingEntries() async throws {
+        try await withTemporaryDirectory { path in
+            let log = try LMDBEventLog(
+                directory: path, configuration: indexBatchConfiguration(1000), logger: testLogger)
+            for index in 0..<20 { _ = try await log.append(request(stream("order", "o\(index % 6)"), event())) }
+            log.close()
+            #expect(try storedIndexEntryCount(path) == 20)
+        }
+    }
+
+    @Test("a copy taken with entries pending is indexed when it opens: reads, expectations and check agree")
+    func openIndexesWhatWasPending() async throws {
+        try await withTemporaryDirectory { path in
+            try await withLog(configuration: indexBatchConfiguration(10)) { log, _ in
+                // 34 events: three bulk writes (at 10, 20, 30 entries) and 4 entries pending at the backup.
+                for index in 0..<34 { _ = try await log.append(request(stream("order", "o\(index % 4)"), event())) }
+                _ = try log.backup(to: path + "/copy")
+            }
+            // The copy is what a kill -9 leaves: 30 events in stream_events, 4 only in `events`.
+            #expect(try storedIndexEntryCount(path + "/copy") == 30)
+            let copy = try LMDBEventLog(directory: path + "/copy", logger: testLogger)
+            defer { copy.close() }
+            #expect(try LogChecker(log: copy).check().problems == [])
+            for id in 0..<4 {
+                let target = stream("order", "o\(id)")
+                #expect(try copy.streamVersion(target) == 9 - (id < 2 ? 0 : 1))
+                #expect(
+                    try copy.everything(in: target).map(\.position)
+                        == Array(stride(from: id + 1, through: 34, by: 4)).map { UInt64($0) })
+            }
+            let next = try await copy.append(request(stream("order", "o0"), .exact(9), event()))
+            #expect(next.events.map(\.version) == [10])
+        }
+    }
+
+    @Test("readers racing the bulk writes always see a stream whole, up to at least its acknowledged version")
+    func readersRaceBulkWrites() async throws {
+        try await withLog(configuration: indexBatchConfiguration(3)) { log, _ in
+            let streams = (0..<3).map { stream("race", "r\($0)") }
+            let acknowledged = Locked<[UInt64]>([0, 0, 0])
+            let done = Locked<Bool>(false)
+            let problems = Locked<[String]>([])
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    defer { done.withLock { $0 = true } }
+                    for round in 0..<150 {
+                        let which = round % 3
+                        let result = try await log.append(request(streams[which], event()))
+                        acknowledged.withLock { $0[which] = result.events[0].version }
+                    }
+                }
+                for reader in 0..<2 {
+                    group.addTask {
+                        var reads = 0
+                        while !done.withLock({ $0 }) || reads < 10 {
+                            let which = (reads + reader) % 3
+                            let floor = acknowledged.withLock { $0[which] }
+                            let versions = try log.everything(in: streams[which]).map(\.version)
+                            if versions != Array(0..<UInt64(versions.count)).map({ $0 + 1 })
+                                || UInt64(versions.count) < floor
+                            {
+                                problems.withLock { $0.append("read \(versions) with \(floor) acknowledged") }
+                            }
+                            reads += 1
+                            await Task.yield()
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(problems.withLock { $0 } == [])
+            #expect(try streams.map { try log.streamVersion($0) } == [50, 50, 50])
+        }
+    }
+
+    @Test("a store of format 1 opens and becomes format 2; an unknown format is refused")
+    func formats() async throws {
+        try await withTemporaryDirectory { path in
+            let log = try LMDBEventLog(directory: path, logger: testLogger)
+            for index in 0..<6 { _ = try await log.append(request(stream("order", "o\(index % 2)"), event())) }
+            log.close()
+            // What a server of format 1 left: every event indexed, no indexed_through.
+            try setMeta(path, ["format": [1], "indexed_through": nil])
+            let upgraded = try LMDBEventLog(directory: path, logger: testLogger)
+            #expect(try upgraded.everything(in: stream("order", "o1")).map(\.position) == [2, 4, 6])
+            #expect(try LogChecker(log: upgraded).check().problems == [])
+            upgraded.close()
+
+            try setMeta(path, ["format": [9]])
+            #expect(throws: OpenError.self) { _ = try LMDBEventLog(directory: path, logger: testLogger) }
+        }
+    }
+}
