@@ -42,6 +42,17 @@ public struct EventID: Hashable, Sendable, Comparable, CustomStringConvertible {
     /// - Returns: A new id.
     public static func timeOrdered(at milliseconds: Int64) -> EventID {
         var generator = SystemRandomNumberGenerator()
+        return timeOrdered(at: milliseconds, using: &generator)
+    }
+
+    /// A new time-ordered (version 7) UUID with random bits from the given generator.
+    /// - Parameters:
+    ///   - milliseconds: The Unix time in milliseconds to embed.
+    ///   - generator: The source of the 74 random bits.
+    /// - Returns: A new id.
+    public static func timeOrdered<G: RandomNumberGenerator>(at milliseconds: Int64, using generator: inout G)
+        -> EventID
+    {
         let randomHigh = generator.next() as UInt64
         let low = ((generator.next() as UInt64) & ~0xC000_0000_0000_0000) | 0x8000_0000_0000_0000
         let high = (UInt64(truncatingIfNeeded: milliseconds) << 16) | 0x7000 | (randomHigh & 0x0FFF)

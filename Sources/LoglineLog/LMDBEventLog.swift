@@ -79,6 +79,8 @@ public final class LMDBEventLog: EventLog {
     private let closed = Atomic<Bool>(false)
     /// The stream-index entries of recent commits, not yet in `stream_events`.
     let pendingIndex: Mutex<PendingStreamIndex>
+    /// The random bits of the ids the writer gives events that come without one.
+    private let random = Mutex(BufferedSystemRandom())
 
     /// Opens the log in `directory`, creating the directory and the store when missing.
     /// - Parameters:
@@ -192,7 +194,7 @@ public final class LMDBEventLog: EventLog {
                     }
                     entries.append(
                         PendingStreamIndex.Entry(
-                            streamKey: view.streamKey, version: view.version, position: position))
+                            streamKey: StreamKey(view.streamKey), version: view.version, position: position))
                     entry = try cursor.next()
                 }
             }
@@ -219,7 +221,7 @@ public final class LMDBEventLog: EventLog {
     ) throws {
         for entry in entries {
             try transaction.put(
-                streamEvents, key: StorageLayout.streamEventKey(entry.streamKey, version: entry.version),
+                streamEvents, key: StorageLayout.streamEventKey(entry.streamKey.bytes, version: entry.version),
                 value: StorageLayout.bigEndian(entry.position))
         }
         try transaction.put(meta, key: StorageLayout.indexedThroughKey, value: StorageLayout.bigEndian(position))
@@ -317,7 +319,7 @@ public final class LMDBEventLog: EventLog {
         let prefix = StorageLayout.streamKey(stream)
         let first = max(version, 1)
         guard limit > 0 else { return [] }
-        return try withStreamIndexSnapshot(of: prefix, from: first) { transaction, pending in
+        return try withStreamIndexSnapshot(of: StreamKey(prefix), from: first) { transaction, pending in
             var result: [RecordedEvent] = []
             var bytes = 0
             func add(_ position: LogPosition) throws -> Bool {
@@ -351,7 +353,7 @@ public final class LMDBEventLog: EventLog {
     /// index, and take entries out of it that the snapshot's `stream_events` lacks: then the read starts again in
     /// a newer snapshot, which has them.
     private func withStreamIndexSnapshot<T>(
-        of streamKey: [UInt8], from version: StreamVersion,
+        of streamKey: StreamKey, from version: StreamVersion,
         _ body: (LMDBTransaction, _ pending: (firstVersion: StreamVersion, positions: [LogPosition])?) throws -> T
     ) throws -> T {
         while true {
@@ -537,7 +539,7 @@ public final class LMDBEventLog: EventLog {
     /// - Throws: ``LoglineLMDB/LMDBError``.
     public func streamVersion(_ stream: StreamName) throws -> StreamVersion {
         let key = StorageLayout.streamKey(stream)
-        return try withStreamIndexSnapshot(of: key, from: 0) { transaction, pending in
+        return try withStreamIndexSnapshot(of: StreamKey(key), from: 0) { transaction, pending in
             if let pending { return pending.firstVersion + StreamVersion(pending.positions.count) - 1 }
             return try currentVersion(of: key, in: transaction)
         }
@@ -766,7 +768,7 @@ public final class LMDBEventLog: EventLog {
         var transaction: LMDBTransaction
         var head: LogPosition
         let recordedAt: Timestamp
-        var streamVersions: [[UInt8]: StreamVersion] = [:]
+        var streamVersions: [StreamKey: StreamVersion] = [:]
         var stagedIDs: [EventID: (event: ProposedEvent, stream: StreamName, appended: AppendedEvent)] = [:]
         var newStreams: UInt64 = 0
         /// The stream-index entries of the events staged.
@@ -879,14 +881,14 @@ public final class LMDBEventLog: EventLog {
             }
 
             // Optimistic concurrency.
-            let streamKey = StorageLayout.streamKey(request.stream)
+            let streamKey = StreamKey(StorageLayout.streamKey(request.stream))
             let current: StreamVersion
             if let cached = streamVersions[streamKey] {
                 current = cached
             } else if let pending = log.pendingIndex.withLock({ $0.lastVersion(of: streamKey) }) {
                 current = pending
             } else {
-                current = try log.currentVersion(of: streamKey, in: transaction)
+                current = try log.currentVersion(of: streamKey.bytes, in: transaction)
             }
             guard request.expectedVersion.isSatisfied(by: current) else {
                 return .failure(
@@ -901,7 +903,9 @@ public final class LMDBEventLog: EventLog {
             for event in request.events {
                 head += 1
                 version += 1
-                let id = event.eventID ?? EventID.timeOrdered(at: recordedAt.millisecondsSinceEpoch)
+                let id =
+                    event.eventID
+                    ?? log.random.withLock { EventID.timeOrdered(at: recordedAt.millisecondsSinceEpoch, using: &$0) }
                 let record = StorageLayout.encodeRecord(
                     eventID: id, eventType: event.eventType, stream: request.stream, version: version,
                     recordedAt: recordedAt, data: event.data, metadata: event.metadata)

@@ -238,7 +238,8 @@ private struct CheckRun {
         let indexKey = StorageLayout.streamEventKey(streamKey, version: view.version)
         if position > indexedThrough {
             let pending = log.pendingIndex.withLock { index in
-                index.entries(of: streamKey, from: view.version, after: indexedThrough, through: position)
+                index.entries(
+                    of: StreamKey(streamKey), from: view.version, after: indexedThrough, through: position)
             }
             if pending?.firstVersion != view.version || pending?.positions.first != position {
                 problem(

@@ -1,4 +1,31 @@
+import Foundation
 import LoglineCore
+
+/// A stream's key in `stream_events` (``StorageLayout/streamKey(_:)``), as a dictionary key: hashed as one run of
+/// bytes (an array of bytes hashes byte by byte, which showed in profiles of the writer), and ordered as LMDB
+/// orders keys.
+struct StreamKey: Hashable {
+    let bytes: [UInt8]
+
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
+
+    /// Whether this key sorts before `other` in `stream_events` (LMDB's default order: `memcmp`, then length).
+    func precedes(_ other: StreamKey) -> Bool {
+        bytes.withUnsafeBytes { left in
+            other.bytes.withUnsafeBytes { right in
+                let common = min(left.count, right.count)
+                let order = common == 0 ? 0 : memcmp(left.baseAddress!, right.baseAddress!, common)
+                return order != 0 ? order < 0 : left.count < right.count
+            }
+        }
+    }
+}
 
 /// The `stream_events` entries of committed events that are not written to `stream_events` yet.
 ///
@@ -27,9 +54,9 @@ struct PendingStreamIndex {
         var lastVersion: StreamVersion { firstVersion + StreamVersion(positions.count) - 1 }
     }
 
-    /// One entry: a stream's key (as in ``StorageLayout/streamKey(_:)``), a version, the event's position.
+    /// One entry: a stream's key, a version, the event's position.
     struct Entry {
-        var streamKey: [UInt8]
+        var streamKey: StreamKey
         var version: StreamVersion
         var position: LogPosition
     }
@@ -37,7 +64,7 @@ struct PendingStreamIndex {
     /// `stream_events` holds the entries of every event up to this position; this index those after it.
     private(set) var indexedThrough: LogPosition
     /// The pending entries by stream key.
-    private(set) var streams: [[UInt8]: Stream] = [:]
+    private(set) var streams: [StreamKey: Stream] = [:]
     /// How many entries are pending.
     private(set) var count = 0
 
@@ -60,25 +87,30 @@ struct PendingStreamIndex {
     }
 
     /// The last pending version of a stream, if it has pending entries.
-    func lastVersion(of streamKey: [UInt8]) -> StreamVersion? {
+    func lastVersion(of streamKey: StreamKey) -> StreamVersion? {
         streams[streamKey]?.lastVersion
     }
 
     /// Every pending entry and then `more`, sorted by stream key and version: the order of `stream_events`, so that
     /// writing them visits each leaf page once, in file order.
     func sortedEntries(adding more: [Entry]) -> [Entry] {
+        // Each stream's entries are in version order already, the pending ones before `more`'s: only the streams
+        // need sorting.
+        var added: [StreamKey: [Entry]] = [:]
+        for entry in more { added[entry.streamKey, default: []].append(entry) }
+        var keys = Array(streams.keys)
+        keys.append(contentsOf: added.keys.filter { streams[$0] == nil })
+        keys.sort { $0.precedes($1) }
         var all: [Entry] = []
         all.reserveCapacity(count + more.count)
-        for (key, stream) in streams {
-            for (offset, position) in stream.positions.enumerated() {
-                all.append(
-                    Entry(streamKey: key, version: stream.firstVersion + StreamVersion(offset), position: position))
+        for key in keys {
+            if let stream = streams[key] {
+                for (offset, position) in stream.positions.enumerated() {
+                    all.append(
+                        Entry(streamKey: key, version: stream.firstVersion + StreamVersion(offset), position: position))
+                }
             }
-        }
-        all.append(contentsOf: more)
-        all.sort { left, right in
-            left.streamKey == right.streamKey
-                ? left.version < right.version : left.streamKey.lexicographicallyPrecedes(right.streamKey)
+            if let entries = added[key] { all.append(contentsOf: entries) }
         }
         return all
     }
@@ -95,7 +127,7 @@ struct PendingStreamIndex {
     /// `events`), from `version` on.
     /// - Returns: The first version and the positions from it; `nil` when there is none.
     func entries(
-        of streamKey: [UInt8], from version: StreamVersion, after snapshotIndexedThrough: LogPosition,
+        of streamKey: StreamKey, from version: StreamVersion, after snapshotIndexedThrough: LogPosition,
         through snapshotHead: LogPosition
     ) -> (firstVersion: StreamVersion, positions: ArraySlice<LogPosition>)? {
         guard let stream = streams[streamKey] else { return nil }

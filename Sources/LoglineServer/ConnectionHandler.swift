@@ -372,7 +372,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         guard !items.isEmpty else { return }
         let wasDeferring = insideReadLoop
         insideReadLoop = true
-        for item in items { completed(item.slot, isAppend: item.isAppend, with: item.reply) }
+        for item in items { completed(item.slot, isAppend: item.isAppend, with: executor.render(item.reply)) }
         insideReadLoop = wasDeferring
         if !wasDeferring {
             unflushedBytes = 0

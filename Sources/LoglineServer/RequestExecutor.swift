@@ -7,6 +7,14 @@ import LoglineProtocol
 import NIOCore
 import Synchronization
 
+/// A reply that completed away from the event loop: rendered already, or an append's outcome that the event loop
+/// renders (``RequestExecutor/render(_:)``), so that the log's writer thread, which completes every append, spends
+/// its time on the next group commit rather than on JSON.
+enum CompletedReply: Sendable {
+    case rendered(ByteBuffer)
+    case append(Result<AppendResult, AppendError>, many: Bool)
+}
+
 /// Carries out requests against the log and renders their replies; knows nothing of sockets.
 ///
 /// Reads run on the caller's thread (LMDB readers never wait for the writer) and return their reply at once.
@@ -54,7 +62,7 @@ final class RequestExecutor: Sendable {
     ///   - completion: Receives the reply when it is not ready at once.
     /// - Returns: The reply when it is ready now; `nil` when it will come through `completion`.
     func execute(
-        _ request: Request, tasks: ConnectionTasks, completion: @escaping @Sendable (ByteBuffer) -> Void
+        _ request: Request, tasks: ConnectionTasks, completion: @escaping @Sendable (CompletedReply) -> Void
     ) -> ByteBuffer? {
         switch request {
         case .ping(let message):
@@ -76,13 +84,13 @@ final class RequestExecutor: Sendable {
             let request = AppendRequest(
                 stream: command.stream, expectedVersion: command.expectedVersion,
                 events: [proposed(command.event)])
-            log.append(request) { [self] result in completion(self.appendReply(result, many: false)) }
+            log.append(request) { result in completion(.append(result, many: false)) }
             return nil
         case .appendMany(let command):
             let request = AppendRequest(
                 stream: command.stream, expectedVersion: command.expectedVersion,
                 events: command.events.map(proposed))
-            log.append(request) { [self] result in completion(self.appendReply(result, many: true)) }
+            log.append(request) { result in completion(.append(result, many: true)) }
             return nil
         case .read(let command):
             return readReply {
@@ -169,7 +177,7 @@ final class RequestExecutor: Sendable {
 
     /// Runs `body` as a task and passes its reply, or its error's, to `completion`.
     private func runTask<E: Error & CustomStringConvertible>(
-        _ tasks: ConnectionTasks, _ completion: @escaping @Sendable (ByteBuffer) -> Void,
+        _ tasks: ConnectionTasks, _ completion: @escaping @Sendable (CompletedReply) -> Void,
         _ body: @escaping @Sendable () async throws(E) -> ByteBuffer
     ) {
         tasks.start {
@@ -183,7 +191,15 @@ final class RequestExecutor: Sendable {
             } catch {
                 reply = self.errorReply(.internal, "\(error)")
             }
-            completion(reply)
+            completion(.rendered(reply))
+        }
+    }
+
+    /// The bytes of a reply completed away from the event loop.
+    func render(_ reply: CompletedReply) -> ByteBuffer {
+        switch reply {
+        case .rendered(let buffer): buffer
+        case .append(let result, let many): appendReply(result, many: many)
         }
     }
 
@@ -237,7 +253,7 @@ final class RequestExecutor: Sendable {
     /// Requests for the projection host. Reads without `AT` answer at once; the rest run as tasks.
     private func executeModuleRequest(
         _ request: Request, host: ProjectionHost, tasks: ConnectionTasks,
-        completion: @escaping @Sendable (ByteBuffer) -> Void
+        completion: @escaping @Sendable (CompletedReply) -> Void
     ) -> ByteBuffer? {
         switch request {
         case .get(let command) where command.atPosition == nil:

@@ -85,7 +85,7 @@ final class ConnectionTasks: Sendable {
 /// once for many of them: a group commit completes hundreds of a connection's appends at once.
 final class CompletionInbox: Sendable {
     /// One completed reply: its slot, whether it was an append, and the reply.
-    typealias Item = (slot: Int, isAppend: Bool, reply: ByteBuffer)
+    typealias Item = (slot: Int, isAppend: Bool, reply: CompletedReply)
 
     private let items = Mutex<[Item]>([])
 

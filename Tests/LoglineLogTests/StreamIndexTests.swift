@@ -48,7 +48,7 @@ private func storedIndexEntryCount(_ path: String) throws -> Int {
 
 @Suite("PendingStreamIndex: the stream-index entries not yet in stream_events")
 struct PendingStreamIndexTests {
-    private let key = Array("order\u{0}1\u{0}".utf8)
+    private let key = StreamKey(Array("order\u{0}1\u{0}".utf8))
 
     @Test("a reader's view keeps the entries after its snapshot's indexed_through and up to its head")
     func snapshotWindow() {
@@ -59,7 +59,7 @@ struct PendingStreamIndexTests {
         ])
         #expect(index.count == 3)
         #expect(index.lastVersion(of: key) == 6)
-        #expect(index.lastVersion(of: Array("other\u{0}1\u{0}".utf8)) == nil)
+        #expect(index.lastVersion(of: StreamKey(Array("other\u{0}1\u{0}".utf8))) == nil)
 
         let all = index.entries(of: key, from: 1, after: 10, through: 20)
         #expect(all?.firstVersion == 4)
@@ -81,7 +81,7 @@ struct PendingStreamIndexTests {
 
     @Test("entries come out sorted as stream_events sorts them, and are forgotten once written")
     func sortingAndForgetting() {
-        let other = Array("apple\u{0}9\u{0}".utf8)
+        let other = StreamKey(Array("apple\u{0}9\u{0}".utf8))
         var index = PendingStreamIndex(indexedThrough: 0)
         index.add([.init(streamKey: key, version: 1, position: 1), .init(streamKey: other, version: 3, position: 2)])
         index.add([.init(streamKey: key, version: 2, position: 3)])
