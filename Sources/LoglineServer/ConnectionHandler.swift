@@ -72,7 +72,11 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
     private let trigger = PumpTrigger()
     private let tasks = ConnectionTasks()
-    private let inbox = CompletionInbox()
+    /// Where replies completed elsewhere go; set while the handler is in a pipeline.
+    private var router: ReplyRouter?
+    /// Replies ready to go, gathered into one buffer while a read loop or a drain of completions runs and written as
+    /// one at its flush: one trip down the pipeline per batch of pipelined replies rather than one per reply.
+    private var outgoing: ByteBuffer?
     private var pumping = false
     private var pending = CircularBuffer<ByteBuffer?>(initialCapacity: 16)
     private var firstPendingSlot = 0
@@ -123,12 +127,45 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        router = ReplyRouter(handler: NIOLoopBound(self, eventLoop: context.eventLoop), eventLoop: context.eventLoop)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         if let subscription { hub.unregister(subscription.listener) }
         subscription = nil
         self.context = nil
+        router = nil  // it holds the handler: completions still in flight keep both until they end
+    }
+
+    /// Adds a ready reply to ``outgoing``.
+    private func gather(_ reply: ByteBuffer, _ context: ChannelHandlerContext) {
+        guard var gathered = outgoing else {
+            outgoing = reply
+            return
+        }
+        outgoing = nil  // so that `gathered` is the buffer's only reference, and grows in place
+        if gathered.writableBytes < reply.readableBytes && gathered.capacity < 4096 {
+            var larger = context.channel.allocator.buffer(
+                capacity: max(4096, gathered.readableBytes + reply.readableBytes))
+            larger.writeImmutableBuffer(gathered)
+            gathered = larger
+        }
+        gathered.writeImmutableBuffer(reply)
+        outgoing = gathered
+    }
+
+    /// Writes the gathered replies, before anything else is written.
+    private func writeOutgoing(_ context: ChannelHandlerContext) {
+        guard let gathered = outgoing else { return }
+        outgoing = nil
+        context.write(wrapOutboundOut(gathered), promise: nil)
+    }
+
+    /// Writes the gathered replies and flushes.
+    private func flushOutgoing(_ context: ChannelHandlerContext) {
+        writeOutgoing(context)
+        unflushedBytes = 0
+        context.flush()
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -177,6 +214,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         context.read()
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         let inputClosed = self.inputClosed
+        writeOutgoing(context)
         context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { result in
             let context = bound.value
             guard case .success = result, !inputClosed else {
@@ -241,8 +279,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         insideReadLoop = false
-        unflushedBytes = 0
-        context.flush()
+        flushOutgoing(context)
         context.fireChannelReadComplete()
     }
 
@@ -348,15 +385,10 @@ final class ConnectionHandler: ChannelInboundHandler {
             startSubscription(command, in: slot)
             return
         }
-        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let eventLoop = context.eventLoop
+        guard let router else { return }
         let isAppend = request.isAppend
-        let inbox = self.inbox
-        let immediate = executor.execute(request, tasks: tasks) { reply in
-            if inbox.post((slot, isAppend, reply)) {
-                eventLoop.execute { loopBound.value.drainInbox() }
-            }
-        }
+        let immediate = executor.execute(
+            request, tasks: tasks, completion: ReplySink(router: router, slot: slot, isAppend: isAppend))
         if let immediate {
             fill(slot, with: immediate)
         } else if isAppend {
@@ -367,17 +399,13 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     /// Fills the slots of every reply completed elsewhere, then flushes once.
-    private func drainInbox() {
-        let items = inbox.drain()
-        guard !items.isEmpty else { return }
+    fileprivate func drainInbox() {
+        guard let items = router?.inbox.drain(), !items.isEmpty else { return }
         let wasDeferring = insideReadLoop
         insideReadLoop = true
         for item in items { completed(item.slot, isAppend: item.isAppend, with: executor.render(item.reply)) }
         insideReadLoop = wasDeferring
-        if !wasDeferring {
-            unflushedBytes = 0
-            context?.flush()
-        }
+        if !wasDeferring, let context { flushOutgoing(context) }
     }
 
     private func completed(_ slot: Int, isAppend: Bool, with reply: ByteBuffer) {
@@ -391,7 +419,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// when the channel is writable again.
     private func startWaiting() {
         guard let context else { return }
-        while context.channel.isWritable, let (waitingSlot, request) = waiting.first, mayStart(request) {
+        while let (waitingSlot, request) = waiting.first, mayStart(request), context.channel.isWritable {
             waiting.removeFirst()
             run(request, in: waitingSlot)
         }
@@ -491,12 +519,15 @@ final class ConnectionHandler: ChannelInboundHandler {
             current.position = batch.scannedThrough
             subscription = current
             // Flushed round by round: with TLS, only flushed bytes count against the channel's writability.
-            if buffer.readableBytes > 0 { context.writeAndFlush(wrapOutboundOut(buffer), promise: nil) }
+            if buffer.readableBytes > 0 {
+                writeOutgoing(context)
+                context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            }
             rounds += 1
             guard subscription != nil else { return }  // ended while writing
         }
         subscription = current
-        context.flush()
+        flushOutgoing(context)
         if rounds == 8 && context.channel.isWritable {
             // More may be waiting: go on after other connections have had their turn.
             if trigger.claim() {
@@ -545,11 +576,10 @@ final class ConnectionHandler: ChannelInboundHandler {
                 return
             }
             unflushedBytes += ready.readableBytes
-            context.write(wrapOutboundOut(ready), promise: nil)
+            gather(ready, context)
         }
         if wrote && (!insideReadLoop || unflushedBytes >= Self.flushThreshold) {
-            unflushedBytes = 0
-            context.flush()
+            flushOutgoing(context)
         }
         if subscription != nil && pending.isEmpty { pump() }
         updateReading()
@@ -583,5 +613,25 @@ final class ConnectionHandler: ChannelInboundHandler {
             context.channel.setOption(ChannelOptions.autoRead, value: !shouldPause).whenComplete { _ in }
             if !shouldPause { context.read() }
         }
+    }
+}
+
+/// Takes replies completed away from a connection's event loop (group commits, tasks) to it: they wait in an inbox,
+/// and the first one into an empty inbox schedules one drain on the event loop for all that arrive meanwhile.
+final class ReplyRouter: Sendable {
+    let inbox = CompletionInbox()
+    private let handler: NIOLoopBound<ConnectionHandler>
+    private let eventLoop: any EventLoop
+
+    init(handler: NIOLoopBound<ConnectionHandler>, eventLoop: any EventLoop) {
+        self.handler = handler
+        self.eventLoop = eventLoop
+    }
+
+    /// Adds a reply to the inbox, and schedules the drain when it was empty.
+    func deliver(_ item: CompletionInbox.Item) {
+        guard inbox.post(item) else { return }
+        let handler = self.handler
+        eventLoop.execute { handler.value.drainInbox() }
     }
 }

@@ -15,6 +15,20 @@ enum CompletedReply: Sendable {
     case append(Result<AppendResult, AppendError>, many: Bool)
 }
 
+/// Where a reply that completes later goes: a slot of a connection, by way of its ``ReplyRouter``.
+///
+/// A value, so that a request answered at once (most of them) costs no allocation for a completion it never uses.
+struct ReplySink: Sendable {
+    let router: ReplyRouter
+    let slot: Int
+    let isAppend: Bool
+
+    /// Hands the reply to the connection's event loop.
+    func deliver(_ reply: CompletedReply) {
+        router.deliver((slot, isAppend, reply))
+    }
+}
+
 /// Carries out requests against the log and renders their replies; knows nothing of sockets.
 ///
 /// Reads run on the caller's thread (LMDB readers never wait for the writer) and return their reply at once.
@@ -62,7 +76,7 @@ final class RequestExecutor: Sendable {
     ///   - completion: Receives the reply when it is not ready at once.
     /// - Returns: The reply when it is ready now; `nil` when it will come through `completion`.
     func execute(
-        _ request: Request, tasks: ConnectionTasks, completion: @escaping @Sendable (CompletedReply) -> Void
+        _ request: Request, tasks: ConnectionTasks, completion: ReplySink
     ) -> ByteBuffer? {
         switch request {
         case .ping(let message):
@@ -84,13 +98,13 @@ final class RequestExecutor: Sendable {
             let request = AppendRequest(
                 stream: command.stream, expectedVersion: command.expectedVersion,
                 events: [proposed(command.event)])
-            log.append(request) { result in completion(.append(result, many: false)) }
+            log.append(request) { result in completion.deliver(.append(result, many: false)) }
             return nil
         case .appendMany(let command):
             let request = AppendRequest(
                 stream: command.stream, expectedVersion: command.expectedVersion,
                 events: command.events.map(proposed))
-            log.append(request) { result in completion(.append(result, many: true)) }
+            log.append(request) { result in completion.deliver(.append(result, many: true)) }
             return nil
         case .read(let command):
             return readReply {
@@ -177,7 +191,7 @@ final class RequestExecutor: Sendable {
 
     /// Runs `body` as a task and passes its reply, or its error's, to `completion`.
     private func runTask<E: Error & CustomStringConvertible>(
-        _ tasks: ConnectionTasks, _ completion: @escaping @Sendable (CompletedReply) -> Void,
+        _ tasks: ConnectionTasks, _ completion: ReplySink,
         _ body: @escaping @Sendable () async throws(E) -> ByteBuffer
     ) {
         tasks.start {
@@ -191,7 +205,7 @@ final class RequestExecutor: Sendable {
             } catch {
                 reply = self.errorReply(.internal, "\(error)")
             }
-            completion(.rendered(reply))
+            completion.deliver(.rendered(reply))
         }
     }
 
@@ -253,7 +267,7 @@ final class RequestExecutor: Sendable {
     /// Requests for the projection host. Reads without `AT` answer at once; the rest run as tasks.
     private func executeModuleRequest(
         _ request: Request, host: ProjectionHost, tasks: ConnectionTasks,
-        completion: @escaping @Sendable (CompletedReply) -> Void
+        completion: ReplySink
     ) -> ByteBuffer? {
         switch request {
         case .get(let command) where command.atPosition == nil:
