@@ -23,7 +23,7 @@ public final class LMDBEventLog: EventLog {
         public var maximumBatchRequests: Int = 4096
         /// How many `stream_events` entries wait in memory (``PendingStreamIndex``) before a group commit writes
         /// them in bulk; 1 writes each commit's entries in that commit.
-        public var streamIndexBatch: Int = 65_536
+        public var streamIndexBatch: Int = 16_384
 
         /// The defaults.
         public init() {}

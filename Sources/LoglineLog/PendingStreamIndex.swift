@@ -15,6 +15,18 @@ struct StreamKey: Hashable {
         bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
     }
 
+    /// The first 16 bytes as two big-endian numbers, zero-padded: keys whose prefixes differ sort as their prefixes
+    /// do, so that a sort compares two integers for most pairs and the bytes only on a tie.
+    var sortPrefix: (UInt64, UInt64) {
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        for index in 0..<16 {
+            let byte = index < bytes.count ? UInt64(bytes[index]) : 0
+            if index < 8 { high = high << 8 | byte } else { low = low << 8 | byte }
+        }
+        return (high, low)
+    }
+
     /// Whether this key sorts before `other` in `stream_events` (LMDB's default order: `memcmp`, then length).
     func precedes(_ other: StreamKey) -> Bool {
         bytes.withUnsafeBytes { left in
@@ -100,10 +112,13 @@ struct PendingStreamIndex {
         for entry in more { added[entry.streamKey, default: []].append(entry) }
         var keys = Array(streams.keys)
         keys.append(contentsOf: added.keys.filter { streams[$0] == nil })
-        keys.sort { $0.precedes($1) }
+        var order = keys.indices.map { (prefix: keys[$0].sortPrefix, index: $0) }
+        order.sort { left, right in
+            left.prefix != right.prefix ? left.prefix < right.prefix : keys[left.index].precedes(keys[right.index])
+        }
         var all: [Entry] = []
         all.reserveCapacity(count + more.count)
-        for key in keys {
+        for key in order.lazy.map({ keys[$0.index] }) {
             if let stream = streams[key] {
                 for (offset, position) in stream.positions.enumerated() {
                     all.append(

@@ -76,6 +76,15 @@ struct Serve: AsyncParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp(
+            "How many stream-index entries wait in memory before a group commit writes them to the store in bulk "
+                + "(1: every commit writes its own). Larger writes fewer pages per event; smaller bounds the pause "
+                + "of the commit that writes them.",
+            valueName: "entries"))
+    var streamIndexBatch: Int = LMDBEventLog.Configuration().streamIndexBatch
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
             "A file of access tokens, one '<role> <token>' a line (role: read-write or read-only; a token alone is "
                 + "read-write; # comments). Clients must then send AUTH <token>.",
             valueName: "file"))
@@ -178,6 +187,7 @@ struct Serve: AsyncParsableCommand {
         guard idleTimeout >= 0, shutdownTimeout >= 0 else {
             throw ValidationError("--idle-timeout and --shutdown-timeout must be at least 0")
         }
+        guard streamIndexBatch >= 1 else { throw ValidationError("--stream-index-batch must be at least 1") }
         configuration.shutdownGracePeriod = .seconds(shutdownTimeout)
         configuration.maximumConnections = maxConnections
         configuration.idleTimeout = idleTimeout == 0 ? nil : .seconds(idleTimeout)
@@ -214,7 +224,9 @@ struct Serve: AsyncParsableCommand {
             ])
         let log: LMDBEventLog
         do {
-            log = try LMDBEventLog(directory: data, logger: logger)
+            var logConfiguration = LMDBEventLog.Configuration()
+            logConfiguration.streamIndexBatch = streamIndexBatch
+            log = try LMDBEventLog(directory: data, configuration: logConfiguration, logger: logger)
         } catch {
             FileHandle.standardError.write(Data("logline: error: \(error)\n".utf8))
             throw ExitCode(1)
