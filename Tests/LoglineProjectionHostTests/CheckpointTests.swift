@@ -1,0 +1,61 @@
+import LoglineCore
+import LoglineLog
+import LoglineModuleAPI
+import LoglineProjectionHost
+import Testing
+
+/// The position in a module's stored checkpoint (table `checkpoint`: position, then count, big-endian).
+private func storedCheckpoint(_ module: String, in log: LMDBEventLog) throws -> LogPosition {
+    guard let bytes = try log.readState(table: "checkpoint", key: Array(module.utf8)), bytes.count >= 8 else {
+        return 0
+    }
+    return bytes.prefix(8).reduce(0) { $0 << 8 | LogPosition($1) }
+}
+
+@Suite("Checkpoints over events a module does not handle")
+struct CheckpointTests {
+    @Test(
+        "a reactor passes over other events without a commit of its own, and stores the checkpoint with its next effects"
+    )
+    func passingOverOtherEvents() async throws {
+        try await withTemporaryDirectory { directory in
+            try await withLog(at: directory) { log in
+                let host = try ProjectionHost(
+                    log: log, modules: [EchoReactor()], configuration: hostConfiguration(), logger: testLogger)
+                try await running(host) {
+                    let first = try await log.appendAll([added("a")])
+                    try await host.waitForView("echo-state", at: first)
+                    let stored = try storedCheckpoint("echoer", in: log)
+                    #expect(stored >= first)
+
+                    // 30 events the reactor does not handle: it moves past them (its status says so), and
+                    // its stored checkpoint stays where its last effects put it.
+                    let last = try await log.appendEach((0..<30).map(unrelated)).last ?? 0
+                    try await host.waitForView("echo-state", at: last)
+                    #expect(await host.status("echoer")?.checkpoint == log.headPosition)
+                    #expect(try storedCheckpoint("echoer", in: log) == stored)
+
+                    // The next event it handles stores its effects and the checkpoint past all of them.
+                    let next = try await log.appendAll([added("b")])
+                    try await host.waitForView("echo-state", at: next)
+                    #expect(try storedCheckpoint("echoer", in: log) >= next)
+                }
+            }
+            // A restart from the stored checkpoint passes over the other events again, and reacts to nothing twice.
+            try await withLog(at: directory) { log in
+                let host = try ProjectionHost(
+                    log: log, modules: [EchoReactor()], configuration: hostConfiguration(), logger: testLogger)
+                try await running(host) {
+                    let more = try await log.appendEach((30..<40).map(unrelated)).last ?? 0
+                    let last = try await log.appendAll([added("c")])
+                    try await host.waitForView("echo-state", at: max(more, last))
+                    let echoes = try log.everything(types: ["item-echoed"])
+                    #expect(echoes.count == 3)
+                    for key in ["a", "b", "c"] {
+                        #expect(try host.json(view: "echo-state", key: key)?["reactions"]?.int64Value == 1)
+                    }
+                }
+            }
+        }
+    }
+}
