@@ -572,17 +572,32 @@ def parse_reply(buffer, position=0):
 
 def saga_latency(port, rate, seconds, connections):
     """Submits create-order at a steady rate, round robin over `connections` connections, and times each order
-    until its order-approved arrives by SUBSCRIBE. Returns the latencies in seconds, sorted."""
+    until its order-approved arrives by SUBSCRIBE. Returns the latencies in seconds, sorted.
+
+    The subscriber runs on its own thread, blocked in recv, and stamps each event as it arrives; the submitter
+    sleeps until each order is due. (An earlier harness spun on the clock between orders, taking one of the
+    machine's two cores from the server, and looked at the subscriber only when it sent the next order, which
+    added up to one interval, 1 ms at 1,000/s, to every latency.)"""
+    import threading
+
     subscriber = Connection(port)
     subscriber.send("SUBSCRIBE", "TYPE", "order-approved", "TYPE", "order-rejected")
     subscriber.reply()
+    total = rate * seconds
     sent = {}
-    latencies = []
+    arrived = {}
+    failure = []
 
-    def take(message):
-        oid = json.loads(message[2])["data"]["order_id"]
-        if oid in sent:
-            latencies.append(time.perf_counter() - sent.pop(oid))
+    def listen():
+        try:
+            while len(arrived) < total:
+                message = subscriber.reply()
+                stamp = time.perf_counter()
+                oid = json.loads(message[2])["data"]["order_id"]
+                if oid.startswith("lat"):
+                    arrived[oid] = stamp
+        except Exception as error:  # reported by the main thread
+            failure.append(error)
 
     def drain(connection, handle):
         """Reads what has arrived on a non-blocking connection and hands each whole reply to `handle`."""
@@ -609,27 +624,27 @@ def saga_latency(port, rate, seconds, connections):
             answered[index] += 1
         return handle
 
-    total = rate * seconds
     submitters = [Connection(port) for _ in range(connections)]
-    subscriber.sock.setblocking(False)
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
     start = time.perf_counter()
     for i in range(total):
-        due = start + i / rate
-        while time.perf_counter() < due:
-            pass
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
         order_id = f"lat{i}"
-        sent[order_id] = time.perf_counter()
         index = i % connections
         submitter = submitters[index]
+        sent[order_id] = time.perf_counter()
         submitter.send("SUBMIT", "create-order", order_body(order_id, f"c{i % 500}", "r1"))
-        drain(subscriber, take)
         submitter.sock.setblocking(False)
         drain(submitter, submit_reply(index))
         submitter.sock.setblocking(True)
-    subscriber.sock.setblocking(True)
-    subscriber.sock.settimeout(60)
-    while sent:
-        take(subscriber.reply())
+    listener.join(timeout=60)
+    if failure:
+        raise RuntimeError(f"the saga subscriber failed: {failure[0]}")
+    if listener.is_alive():
+        raise RuntimeError(f"only {len(arrived)} of {total} orders reached order-approved within 60 s")
     for index, submitter in enumerate(submitters):
         submitter.sock.settimeout(60)
         handle = submit_reply(index)
@@ -637,7 +652,7 @@ def saga_latency(port, rate, seconds, connections):
             handle(submitter.reply())
         submitter.close()
     subscriber.close()
-    return sorted(latencies)
+    return sorted(arrived[oid] - sent[oid] for oid in sent)
 
 
 def section_read(args, servers, rows, notes):

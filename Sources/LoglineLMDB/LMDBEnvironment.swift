@@ -198,6 +198,71 @@ public final class LMDBEnvironment: @unchecked Sendable {
         return (ENOSPC, "the file system holding the data file has \(free) bytes free")
     }
 
+    /// Unmaps the pages of the store that this process has read, so that they leave its resident set; they stay in
+    /// the kernel's page cache, and the next read of one maps it again (a minor fault, no disk read).
+    ///
+    /// Every page a transaction reads through the memory map counts in the process's resident size until the kernel
+    /// needs the memory back, so a scan of a multi-gigabyte store makes the server look gigabytes large. The map is
+    /// read-only (writes go through `pwrite`), so its pages are never dirty and dropping them loses nothing; readers
+    /// that touch one meanwhile fault it back in. Holds off map growth while it runs.
+    /// - Returns: Whether the kernel accepted the advice.
+    @discardableResult
+    public func releaseMappedPages() -> Bool {
+        pthread_rwlock_rdlock(resizeLock)
+        defer { pthread_rwlock_unlock(resizeLock) }
+        guard !isClosed.load(ordering: .relaxed) else { return false }
+        #if os(Linux)
+            // LMDB does not say where it mapped the file (`me_mapaddr` is only set with MDB_FIXEDMAP): the kernel
+            // does, in /proc/self/maps.
+            guard let maps = Self.readWholeFile("/proc/self/maps") else { return false }
+            let dataFile = path.hasSuffix("/") ? path + "data.mdb" : path + "/data.mdb"
+            var released = false
+            for line in maps.split(separator: UInt8(ascii: "\n")) {
+                guard line.count > dataFile.utf8.count, line.suffix(dataFile.utf8.count).elementsEqual(dataFile.utf8),
+                    let dash = line.firstIndex(of: UInt8(ascii: "-")),
+                    let space = line[dash...].firstIndex(of: UInt8(ascii: " ")),
+                    let start = UInt(String(decoding: line[line.startIndex..<dash], as: UTF8.self), radix: 16),
+                    let end = UInt(String(decoding: line[line.index(after: dash)..<space], as: UTF8.self), radix: 16),
+                    end > start, let address = UnsafeMutableRawPointer(bitPattern: start)
+                else { continue }
+                released = madvise(address, Int(end - start), MADV_DONTNEED) == 0 || released
+            }
+            return released
+        #else
+            return false
+        #endif
+    }
+
+    #if os(Linux)
+        /// The whole contents of a (small, virtual) file, or `nil` when it cannot be read.
+        static func readWholeFile(_ path: String) -> [UInt8]? {
+            let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { return nil }
+            defer { Glibc.close(descriptor) }
+            var contents: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 16 << 10)
+            while true {
+                let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+                if count < 0 && errno == EINTR { continue }
+                guard count > 0 else { return count == 0 ? contents : nil }
+                contents.append(contentsOf: chunk[0..<count])
+            }
+        }
+    #endif
+
+    /// How many bytes of the process's resident set are file-backed or shared (`/proc/self/statm`): for this
+    /// server, the store's mapped pages. `nil` where the system does not say.
+    public static func residentSharedBytes() -> Int? {
+        #if os(Linux)
+            guard let statm = readWholeFile("/proc/self/statm") else { return nil }
+            let fields = statm.split(separator: UInt8(ascii: " "))
+            guard fields.count >= 3, let pages = Int(String(decoding: fields[2], as: UTF8.self)) else { return nil }
+            return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+        #else
+            return nil
+        #endif
+    }
+
     /// Enlarges the map: doubles it up to 1 GiB, then adds 1 GiB at a time.
     /// - Throws: ``LMDBError`` when LMDB refuses the new size.
     public func grow() throws {

@@ -24,6 +24,10 @@ public final class LMDBEventLog: EventLog {
         /// How many `stream_events` entries wait in memory (``PendingStreamIndex``) before a group commit writes
         /// them in bulk; 1 writes each commit's entries in that commit.
         public var streamIndexBatch: Int = 16_384
+        /// How many bytes of the store's mapped pages may stay in the process's resident set before they are
+        /// handed back to the page cache (``LoglineLMDB/LMDBEnvironment/releaseMappedPages()``), checked every
+        /// 50 ms; `nil` leaves them to the kernel.
+        public var residentMapLimit: Int? = 32 << 20
 
         /// The defaults.
         public init() {}
@@ -81,6 +85,9 @@ public final class LMDBEventLog: EventLog {
     let pendingIndex: Mutex<PendingStreamIndex>
     /// The random bits of the ids the writer gives events that come without one.
     private let random = Mutex(BufferedSystemRandom())
+    /// Signalled at close: the thread that hands the store's mapped pages back to the page cache stops.
+    private let trimmerStop = DispatchSemaphore(value: 0)
+    private let trimmerFinished = DispatchSemaphore(value: 0)
 
     /// Opens the log in `directory`, creating the directory and the store when missing.
     /// - Parameters:
@@ -141,6 +148,13 @@ public final class LMDBEventLog: EventLog {
             throw error
         } catch {
             throw OpenError.corrupt("cannot read the store in \(absolute): \(error)")
+        }
+        if let limit = configuration.residentMapLimit {
+            let trimmer = Thread { [self] in self.trimMappedPages(above: limit) }
+            trimmer.name = "logline-map-trimmer"
+            trimmer.start()
+        } else {
+            trimmerFinished.signal()
         }
         metrics.head.record(Int64(lastPosition))
         metrics.mapSize.record(Int64(environment.mapSize))
@@ -237,9 +251,28 @@ public final class LMDBEventLog: EventLog {
         wakeup.signal()
         writerFinished.wait()
         writePendingIndex()
+        trimmerStop.signal()
+        trimmerFinished.wait()
         environment.close()
         directoryLock.release()
         logger.info("event log closed", metadata: ["last_position": "\(headPosition)"])
+    }
+
+    /// Every 50 ms until close: when the shared part of the process's resident set has grown by more than `limit`
+    /// bytes since the log opened (the store's mapped pages), hands them back to the page cache
+    /// (``Configuration/residentMapLimit``).
+    private func trimMappedPages(above limit: Int) {
+        // The shared part of the resident set also holds the program's own code and libraries: measured once here,
+        // before the store's pages come in, and counted out.
+        guard let baseline = LMDBEnvironment.residentSharedBytes() else {
+            trimmerFinished.signal()
+            return
+        }
+        while trimmerStop.wait(timeout: .now() + .milliseconds(50)) == .timedOut {
+            guard let resident = LMDBEnvironment.residentSharedBytes(), resident - baseline > limit else { continue }
+            if environment.releaseMappedPages() { metrics.mapReleases.increment() }
+        }
+        trimmerFinished.signal()
     }
 
     /// Writes the pending stream-index entries at close, so that a stopped store is indexed through its head.

@@ -30,6 +30,8 @@ struct LogMetrics: Sendable {
     let head: Gauge
     /// The LMDB map size, which grows by itself.
     let mapSize: Gauge
+    /// How often the store's mapped pages were handed back to the page cache.
+    let mapReleases: Counter
 
     init(factory: any MetricsFactory) {
         func requests(_ outcome: String) -> Counter {
@@ -52,5 +54,6 @@ struct LogMetrics: Sendable {
         syncDuration = CoreMetrics.Timer(label: "logline_group_commit_sync_seconds", factory: factory)
         head = Gauge(label: "logline_head_position", factory: factory)
         mapSize = Gauge(label: "logline_map_size_bytes", factory: factory)
+        mapReleases = Counter(label: "logline_map_releases_total", factory: factory)
     }
 }

@@ -1,0 +1,59 @@
+import Foundation
+import LoglineLMDB
+import Testing
+
+/// The resident size of this process's mapping of `file`, from /proc/self/smaps (kB lines).
+private func residentBytes(ofMapping file: String) throws -> Int {
+    // Read to the end: /proc files report a size of 0, which some whole-file readers trust.
+    let handle = try #require(FileHandle(forReadingAtPath: "/proc/self/smaps"))
+    defer { try? handle.close() }
+    let smaps = String(decoding: try handle.readToEnd() ?? Data(), as: UTF8.self)
+    var inMapping = false
+    var total = 0
+    for line in smaps.split(separator: "\n") {
+        if let first = line.first, first.isHexDigit, line.contains("-") {
+            inMapping = line.hasSuffix(file)
+        } else if inMapping, line.hasPrefix("Rss:") {
+            let kilobytes = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+            total += kilobytes * 1024
+        }
+    }
+    return total
+}
+
+@Suite("LMDBEnvironment: handing mapped pages back to the page cache")
+struct MappedPagesTests {
+    @Test("released pages leave the resident set, and reads after it see the same data")
+    func releaseKeepsTheData() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let environment = try LMDBEnvironment(directory: directory)
+        defer { environment.close() }
+        let database = try environment.openDatabase(named: "pages")
+        let values = 4096
+        try environment.write { transaction in
+            for index in 0..<values {
+                let value = [UInt8](repeating: UInt8(truncatingIfNeeded: index), count: 4000)
+                try transaction.put(database, key: Array("k\(100_000 + index)".utf8), value: value)
+            }
+        }
+        func sumOfEveryValue() throws -> Int {
+            try environment.read { transaction in
+                var sum = 0
+                for index in 0..<values {
+                    let value = try #require(try transaction.get(database, key: Array("k\(100_000 + index)".utf8)))
+                    sum += Int(value[0]) + Int(value[3999]) + value.count
+                }
+                return sum
+            }
+        }
+        let file = directory + "/data.mdb"
+        let expected = try sumOfEveryValue()
+        let afterReading = try residentBytes(ofMapping: file)
+        #expect(afterReading >= 12 << 20)  // 16 MB of values were read through the map
+        #expect(environment.releaseMappedPages())
+        #expect(try residentBytes(ofMapping: file) < afterReading / 4)
+        #expect(try sumOfEveryValue() == expected)
+        #expect(try residentBytes(ofMapping: file) >= 12 << 20)
+    }
+}
