@@ -57,6 +57,18 @@ actor ModuleRunner {
         var failures: [String] = []
         /// The host is stopping: the work was cut short and must not be committed.
         var interrupted = false
+        /// The views as they will be stored once this batch commits: what the next batch starts from while the
+        /// commit is still in flight.
+        var views = PendingViews()
+    }
+
+    /// The documents and counts a batch wrote, by view, for the batch after it to read while the commit is in
+    /// flight: the store does not have them yet, and nothing else writes the module's views.
+    struct PendingViews {
+        /// The documents by view and key: a document, or `nil` for a deletion.
+        var documents: [String: [String: JSONValue?]] = [:]
+        /// The document counts by view, for the views whose count was written.
+        var counts: [String: Int64] = [:]
     }
 
     let name: String
@@ -312,8 +324,15 @@ actor ModuleRunner {
 
     /// Commits a unit; on failure, decides what to do about it and says whether to try the work again.
     private func commit(_ unit: CommitUnit, sources: [LogPosition]) async -> CommitOutcome {
+        await settle(await PendingCommit(unit, log: log).result, sources: sources)
+    }
+
+    /// Acts on a commit's result: on failure, decides what to do about it and says whether to try the work again.
+    private func settle(
+        _ result: Result<[AppendResult], CommitError>, sources: [LogPosition]
+    ) async -> CommitOutcome {
         do {
-            _ = try await log.commit(unit)
+            _ = try result.get()
             return .committed
         } catch {
             switch error {
@@ -345,9 +364,16 @@ actor ModuleRunner {
     // MARK: - Processing
 
     /// Runs events through the module and turns what it did into state writes and appends.
-    private func process(_ events: [RecordedEvent], generation: UInt64, mayEmit: Bool) async -> Outcome {
+    /// - Parameters:
+    ///   - events: The events.
+    ///   - generation: The generation of the views to read and write.
+    ///   - mayEmit: Whether a reactor's events are appended (not in a rebuild).
+    ///   - pending: What a batch whose commit is still in flight wrote: read instead of the store.
+    private func process(
+        _ events: [RecordedEvent], generation: UInt64, mayEmit: Bool, after pending: PendingViews = PendingViews()
+    ) async -> Outcome {
         var outcome = Outcome()
-        let stored = StoredDocuments()
+        let stored = StoredDocuments(pending.documents)
         var changes = ViewChanges(views: views, reader: documentReader(generation: generation, remembering: stored))
         eventLoop: for event in events {
             if let reason = poisoned[event.position] {
@@ -421,7 +447,10 @@ actor ModuleRunner {
             }
         }
         do {
-            outcome.writes += try viewWrites(changes, generation: generation, stored: stored)
+            outcome.views.counts = pending.counts
+            outcome.writes += try viewWrites(
+                changes, generation: generation, stored: stored, counts: &outcome.views.counts)
+            outcome.views.documents = changes.changes
         } catch {
             outcome.failures.append("cannot read the views: \(error)")
         }
@@ -468,8 +497,11 @@ actor ModuleRunner {
     }
 
     /// The state writes for view changes: documents, index entries and document counts.
+    /// - Parameter counts: The document counts known without reading the store (those a batch in flight wrote);
+    ///   updated with the counts this batch writes.
     private func viewWrites(
-        _ changes: ViewChanges, generation: UInt64, stored storedDocuments: StoredDocuments
+        _ changes: ViewChanges, generation: UInt64, stored storedDocuments: StoredDocuments,
+        counts: inout [String: Int64]
     ) throws -> [StateWrite] {
         var writes: [StateWrite] = []
         for definition in views {
@@ -511,13 +543,16 @@ actor ModuleRunner {
             if countDelta != 0 {
                 let countKey = ViewStorage.countKey(definition.name, generation: generation)
                 let current =
-                    try log.readState(table: ViewStorage.countTable, key: countKey).map {
+                    try counts[definition.name]
+                    ?? log.readState(table: ViewStorage.countTable, key: countKey).map {
                         Int64(bitPattern: ViewStorage.readBigEndian($0))
                     } ?? 0
+                let new = max(0, current + countDelta)
+                counts[definition.name] = new
                 writes.append(
                     StateWrite(
                         table: ViewStorage.countTable, key: countKey,
-                        value: ViewStorage.bigEndian(UInt64(bitPattern: max(0, current + countDelta)))))
+                        value: ViewStorage.bigEndian(UInt64(bitPattern: new))))
             }
         }
         return writes
@@ -525,54 +560,110 @@ actor ModuleRunner {
 
     // MARK: - Rebuild
 
+    /// The most rebuild batches one call of ``rebuildBatch()`` runs before the loop gets its turn again.
+    private static let rebuildBurst = 32
+
+    /// A rebuild batch whose commit is in flight.
+    private struct RebuildCommit {
+        let commit: PendingCommit
+        let next: RebuildProgress
+        let stoppedBefore: LogPosition?
+        let failure: String?
+    }
+
+    /// Runs rebuild batches, each committing while the next is read and processed: processing and the log's
+    /// writer overlap. At most one commit is in flight, and each batch's commit is conditional on the rebuild
+    /// progress the batch before it writes, so a batch can only commit after the one before it has.
+    ///
+    /// The burst ends when an operation is requested, live events wait, the host stops, the rebuild catches up
+    /// or stops, or after ``rebuildBurst`` batches; the last commit is always settled before it returns. A batch
+    /// processed while such work came up is dropped rather than committed, so that the work waits for no more
+    /// than the commit in flight, as it would without the overlap.
+    /// - Returns: Whether there was work.
     private func rebuildBatch() async -> Bool {
-        guard let progress = rebuild else { return false }
-        let batch: EventBatch
-        do {
-            batch = try log.readBatch(
-                after: progress.checkpoint.position, limit: batchSize * 4, eventTypes: handledEventTypes)
-        } catch {
-            await storageTrouble("rebuild read failed: \(error)")
-            return true
-        }
-        if batch.scannedThrough <= progress.checkpoint.position {
-            // Caught up with the log. Swap once the live views are not ahead of the shadow copy.
-            if progress.checkpoint.position >= checkpoint.position { await swap(progress) }
-            return progress.checkpoint.position >= checkpoint.position
-        }
-        var outcome = await process(batch.events, generation: progress.generation, mayEmit: false)
-        if outcome.interrupted { return true }
-        let next = RebuildProgress(
-            generation: progress.generation,
-            checkpoint: ViewStorage.Checkpoint(
-                position: outcome.stoppedBefore.map { $0 - 1 } ?? batch.scannedThrough,
-                processed: progress.checkpoint.processed + outcome.processed))
-        // What the rebuild parks becomes the module's parked list when the rebuild is swapped in.
-        outcome.writes = outcome.writes.map { write in
-            guard write.table == ViewStorage.parkedTable(name) else { return write }
-            return StateWrite(table: ViewStorage.rebuildParkedTable(name), key: write.key, value: write.value)
-        }
-        outcome.writes.append(
-            StateWrite(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), value: next.bytes))
-        let unit = CommitUnit(
-            writes: outcome.writes,
-            conditions: [
-                StateCondition(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), expected: progress.bytes)
-            ])
-        if case .committed = await commit(unit, sources: []) {
-            rebuild = next
-            if let stopped = outcome.stoppedBefore {
-                lastError = "rebuild stopped before position \(stopped); the live views stay in place"
-                logger.error(
-                    "rebuild abandoned: the projector failed; the live views stay in place",
-                    metadata: [
-                        "generation": "\(progress.generation)", "position": "\(stopped)",
-                        "error": "\(outcome.failures.last ?? "")",
-                    ])
-                await abandonRebuild()
+        guard var progress = rebuild else { return false }
+        var pending = PendingViews()
+        var inFlight: RebuildCommit?
+        var caughtUp = false
+        for _ in 0..<Self.rebuildBurst {
+            let batch: EventBatch
+            do {
+                batch = try log.readBatch(
+                    after: progress.checkpoint.position, limit: batchSize * 4, eventTypes: handledEventTypes)
+            } catch {
+                if let inFlight { _ = await settle(inFlight) }
+                await storageTrouble("rebuild read failed: \(error)")
+                return true
             }
+            if batch.scannedThrough <= progress.checkpoint.position {
+                caughtUp = true
+                break
+            }
+            var outcome = await process(
+                batch.events, generation: progress.generation, mayEmit: false, after: pending)
+            if outcome.interrupted { break }
+            let next = RebuildProgress(
+                generation: progress.generation,
+                checkpoint: ViewStorage.Checkpoint(
+                    position: outcome.stoppedBefore.map { $0 - 1 } ?? batch.scannedThrough,
+                    processed: progress.checkpoint.processed + outcome.processed))
+            // What the rebuild parks becomes the module's parked list when the rebuild is swapped in.
+            outcome.writes = outcome.writes.map { write in
+                guard write.table == ViewStorage.parkedTable(name) else { return write }
+                return StateWrite(table: ViewStorage.rebuildParkedTable(name), key: write.key, value: write.value)
+            }
+            outcome.writes.append(
+                StateWrite(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), value: next.bytes))
+            let unit = CommitUnit(
+                writes: outcome.writes,
+                conditions: [
+                    StateCondition(
+                        table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), expected: progress.bytes)
+                ])
+            // This batch read what the batch in flight wrote: it commits only once that one has.
+            if let previous = inFlight {
+                inFlight = nil
+                guard await settle(previous) else { return true }
+                // Whatever came up meanwhile goes first; the batch is read and processed again next time.
+                if mustYield { return true }
+            }
+            inFlight = RebuildCommit(
+                commit: PendingCommit(unit, log: log), next: next, stoppedBefore: outcome.stoppedBefore,
+                failure: outcome.failures.last)
+            pending = outcome.views
+            progress = next
+            if outcome.stoppedBefore != nil || mustYield { break }
         }
-        return true
+        if let inFlight {
+            guard await settle(inFlight) else { return true }
+        }
+        guard caughtUp, let progress = rebuild else { return true }
+        // Caught up with the log. Swap once the live views are not ahead of the shadow copy.
+        if progress.checkpoint.position >= checkpoint.position { await swap(progress) }
+        return progress.checkpoint.position >= checkpoint.position
+    }
+
+    /// Whether the loop has other work that a rebuild burst must not hold up: an operation, live events, or
+    /// stopping.
+    private var mustYield: Bool {
+        Task.isCancelled || !operations.isEmpty || (state == .running && log.headPosition > checkpoint.position)
+    }
+
+    /// Waits for a rebuild batch's commit; abandons the rebuild when the batch stopped before a failing event.
+    /// - Returns: Whether the batch committed and the rebuild goes on.
+    private func settle(_ batch: RebuildCommit) async -> Bool {
+        guard case .committed = await settle(await batch.commit.result, sources: []) else { return false }
+        rebuild = batch.next
+        guard let stopped = batch.stoppedBefore else { return true }
+        lastError = "rebuild stopped before position \(stopped); the live views stay in place"
+        logger.error(
+            "rebuild abandoned: the projector failed; the live views stay in place",
+            metadata: [
+                "generation": "\(batch.next.generation)", "position": "\(stopped)",
+                "error": "\(batch.failure ?? "")",
+            ])
+        await abandonRebuild()
+        return false
     }
 
     private func swap(_ progress: RebuildProgress) async {
@@ -812,7 +903,12 @@ actor ModuleRunner {
 /// The stored documents one batch has read, as they were read (`nil` for an absent one): the store does not change
 /// under a batch, since only the batch's own commit writes its views.
 final class StoredDocuments: Sendable {
-    private let documents = Mutex<[String: [String: JSONValue?]]>([:])
+    private let documents: Mutex<[String: [String: JSONValue?]]>
+
+    /// Starts with `known`: documents as they will be stored (`nil` for absent ones) once a batch in flight commits.
+    init(_ known: [String: [String: JSONValue?]] = [:]) {
+        documents = Mutex(known)
+    }
 
     /// The document as stored: `nil` when not read yet, `.some(nil)` when read and absent.
     func document(_ view: String, _ key: String) -> JSONValue?? {
@@ -821,5 +917,45 @@ final class StoredDocuments: Sendable {
 
     func remember(_ document: JSONValue?, _ view: String, _ key: String) {
         documents.withLock { $0[view, default: [:]][key] = .some(document) }
+    }
+}
+
+/// A commit handed to the log's writer, whose result is awaited later: the runner processes its next batch
+/// meanwhile.
+final class PendingCommit: Sendable {
+    private enum State {
+        case waiting(CheckedContinuation<Result<[AppendResult], CommitError>, Never>?)
+        case done(Result<[AppendResult], CommitError>)
+    }
+
+    private let state = Mutex(State.waiting(nil))
+
+    /// Hands `unit` to the log at once.
+    init(_ unit: CommitUnit, log: any EventLog) {
+        log.commit(unit) { [self] result in
+            let waiter = state.withLock {
+                state -> CheckedContinuation<Result<[AppendResult], CommitError>, Never>? in
+                defer { state = .done(result) }
+                guard case .waiting(let waiter) = state else { return nil }
+                return waiter
+            }
+            waiter?.resume(returning: result)
+        }
+    }
+
+    /// The commit's result, once the log has it.
+    var result: Result<[AppendResult], CommitError> {
+        get async {
+            await withCheckedContinuation { continuation in
+                let done = state.withLock { state -> Result<[AppendResult], CommitError>? in
+                    switch state {
+                    case .done(let result): return result
+                    case .waiting: state = .waiting(continuation)
+                    }
+                    return nil
+                }
+                if let done { continuation.resume(returning: done) }
+            }
+        }
     }
 }
