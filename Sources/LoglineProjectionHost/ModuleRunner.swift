@@ -83,6 +83,7 @@ actor ModuleRunner {
     private let log: any EventLog
     private let logger: Logger
     private let batchSize: Int
+    private let rebuildBatchSize: Int
 
     private var checkpoint = ViewStorage.Checkpoint(position: 0, processed: 0)
     private var checkpointBytes: [UInt8]?
@@ -126,7 +127,8 @@ actor ModuleRunner {
     }
 
     init(
-        module: Module, log: any EventLog, batchSize: Int, logger: Logger, metricsFactory: any MetricsFactory
+        module: Module, log: any EventLog, batchSize: Int, rebuildBatchSize: Int, logger: Logger,
+        metricsFactory: any MetricsFactory
     ) throws {
         self.module = module
         switch module {
@@ -144,6 +146,7 @@ actor ModuleRunner {
         self.handle = ModuleHandle(name: name)
         self.log = log
         self.batchSize = batchSize
+        self.rebuildBatchSize = rebuildBatchSize
         var logger = logger
         logger[metadataKey: "module"] = "\(name)"
         self.logger = logger
@@ -369,8 +372,10 @@ actor ModuleRunner {
     ///   - generation: The generation of the views to read and write.
     ///   - mayEmit: Whether a reactor's events are appended (not in a rebuild).
     ///   - pending: What a batch whose commit is still in flight wrote: read instead of the store.
+    ///   - parkedTable: Where parked events go: the module's parked table unless given.
     private func process(
-        _ events: [RecordedEvent], generation: UInt64, mayEmit: Bool, after pending: PendingViews = PendingViews()
+        _ events: [RecordedEvent], generation: UInt64, mayEmit: Bool, after pending: PendingViews = PendingViews(),
+        parkingIn parkedTable: String? = nil
     ) async -> Outcome {
         var outcome = Outcome()
         let stored = StoredDocuments(pending.documents)
@@ -464,7 +469,8 @@ actor ModuleRunner {
             ])
             outcome.writes.append(
                 StateWrite(
-                    table: ViewStorage.parkedTable(name), key: ViewStorage.bigEndian(parked.event.position),
+                    table: parkedTable ?? ViewStorage.parkedTable(name),
+                    key: ViewStorage.bigEndian(parked.event.position),
                     value: record.jsonBytes))
         }
         return outcome
@@ -486,10 +492,14 @@ actor ModuleRunner {
     /// need not read and parse it again.
     private func documentReader(generation: UInt64, remembering stored: StoredDocuments) -> ViewChanges.Reader {
         let log = self.log
+        // ViewChanges asks only for the module's own views.
+        let tables = Dictionary(
+            uniqueKeysWithValues: views.map { ($0.name, ViewStorage.documentTable($0.name, generation: generation)) })
         return { view, key in
             if let known = stored.document(view, key) { return known }
             let document = try log.readState(
-                table: ViewStorage.documentTable(view, generation: generation), key: ViewStorage.bytes(key)
+                table: tables[view] ?? ViewStorage.documentTable(view, generation: generation),
+                key: ViewStorage.bytes(key)
             ).map { try JSONValue(parsing: $0) }
             stored.remember(document, view, key)
             return document
@@ -589,7 +599,7 @@ actor ModuleRunner {
             let batch: EventBatch
             do {
                 batch = try log.readBatch(
-                    after: progress.checkpoint.position, limit: batchSize * 4, eventTypes: handledEventTypes)
+                    after: progress.checkpoint.position, limit: rebuildBatchSize, eventTypes: handledEventTypes)
             } catch {
                 if let inFlight { _ = await settle(inFlight) }
                 await storageTrouble("rebuild read failed: \(error)")
@@ -599,19 +609,16 @@ actor ModuleRunner {
                 caughtUp = true
                 break
             }
+            // What the rebuild parks becomes the module's parked list when the rebuild is swapped in.
             var outcome = await process(
-                batch.events, generation: progress.generation, mayEmit: false, after: pending)
+                batch.events, generation: progress.generation, mayEmit: false, after: pending,
+                parkingIn: ViewStorage.rebuildParkedTable(name))
             if outcome.interrupted { break }
             let next = RebuildProgress(
                 generation: progress.generation,
                 checkpoint: ViewStorage.Checkpoint(
                     position: outcome.stoppedBefore.map { $0 - 1 } ?? batch.scannedThrough,
                     processed: progress.checkpoint.processed + outcome.processed))
-            // What the rebuild parks becomes the module's parked list when the rebuild is swapped in.
-            outcome.writes = outcome.writes.map { write in
-                guard write.table == ViewStorage.parkedTable(name) else { return write }
-                return StateWrite(table: ViewStorage.rebuildParkedTable(name), key: write.key, value: write.value)
-            }
             outcome.writes.append(
                 StateWrite(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), value: next.bytes))
             let unit = CommitUnit(
@@ -903,16 +910,20 @@ actor ModuleRunner {
 /// The stored documents one batch has read, as they were read (`nil` for an absent one): the store does not change
 /// under a batch, since only the batch's own commit writes its views.
 final class StoredDocuments: Sendable {
-    private let documents: Mutex<[String: [String: JSONValue?]]>
+    /// Documents as they will be stored once the batch in flight commits; never changed, so never copied.
+    private let pending: [String: [String: JSONValue?]]
+    private let documents = Mutex<[String: [String: JSONValue?]]>([:])
 
-    /// Starts with `known`: documents as they will be stored (`nil` for absent ones) once a batch in flight commits.
-    init(_ known: [String: [String: JSONValue?]] = [:]) {
-        documents = Mutex(known)
+    /// Starts with `pending`: documents as they will be stored (`nil` for absent ones) once a batch in flight
+    /// commits.
+    init(_ pending: [String: [String: JSONValue?]] = [:]) {
+        self.pending = pending
     }
 
     /// The document as stored: `nil` when not read yet, `.some(nil)` when read and absent.
     func document(_ view: String, _ key: String) -> JSONValue?? {
-        documents.withLock { $0[view]?[key] }
+        if let known = pending[view]?[key] { return known }
+        return documents.withLock { $0[view]?[key] }
     }
 
     func remember(_ document: JSONValue?, _ view: String, _ key: String) {

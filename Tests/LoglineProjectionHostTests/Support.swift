@@ -39,12 +39,13 @@ func withFreshLog<T>(_ body: (LMDBEventLog, String) async throws -> T) async thr
     }
 }
 
-/// A host configuration.
+/// A host configuration; a rebuild batch is four live batches.
 func hostConfiguration(batchSize: Int = 7, readYourWritesTimeout: Duration = .seconds(5))
     -> ProjectionHost.Configuration
 {
     var configuration = ProjectionHost.Configuration()
     configuration.batchSize = batchSize
+    configuration.rebuildBatchSize = 4 * batchSize
     configuration.readYourWritesTimeout = readYourWritesTimeout
     return configuration
 }
