@@ -518,17 +518,26 @@ actor ModuleRunner {
             guard let changed = changes.changes[definition.name], !changed.isEmpty else { continue }
             let documentTable = ViewStorage.documentTable(definition.name, generation: generation)
             let indexTable = ViewStorage.indexTable(definition.name, generation: generation)
-            let keys = Array(changed.keys).sorted()
+            let entries = changed.sorted { $0.key < $1.key }
             // The documents as stored: those the module read are known already; the others are read now.
-            let unread = keys.filter { storedDocuments.document(definition.name, $0) == nil }
-            let read = try log.readState(table: documentTable, keys: unread.map(ViewStorage.bytes))
-            for (key, bytes) in zip(unread, read) {
-                storedDocuments.remember(try bytes.map { try JSONValue(parsing: $0) }, definition.name, key)
+            var oldDocuments: [JSONValue?] = []
+            oldDocuments.reserveCapacity(entries.count)
+            var unread: [Int] = []
+            for (index, entry) in entries.enumerated() {
+                let known = storedDocuments.document(definition.name, entry.key)
+                if known == nil { unread.append(index) }
+                oldDocuments.append(known ?? nil)
+            }
+            if !unread.isEmpty {
+                let read = try log.readState(
+                    table: documentTable, keys: unread.map { ViewStorage.bytes(entries[$0].key) })
+                for (index, bytes) in zip(unread, read) {
+                    oldDocuments[index] = try bytes.map { try JSONValue(parsing: $0) }
+                }
             }
             var countDelta: Int64 = 0
-            for key in keys {
-                let newDocument = changed[key]!
-                let oldDocument = storedDocuments.document(definition.name, key) ?? nil
+            for (index, (key, newDocument)) in entries.enumerated() {
+                let oldDocument = oldDocuments[index]
                 countDelta += (newDocument == nil ? 0 : 1) - (oldDocument == nil ? 0 : 1)
                 writes.append(
                     StateWrite(table: documentTable, key: ViewStorage.bytes(key), value: newDocument?.jsonBytes))
