@@ -66,8 +66,16 @@ public struct ViewChanges: Sendable {
 
     // MARK: - Savepoints
 
-    /// What the changes held before each write since ``beginSavepoint()``: `nil` when the key had no change.
-    private var undo: [(view: String, key: String, previous: JSONValue??)]?
+    /// What the changes held for a key before a write: `nil` when the key had no change.
+    private struct UndoEntry {
+        var view: String
+        var key: String
+        var previous: JSONValue??
+    }
+
+    /// What the changes held before each write since ``beginSavepoint()``. A struct, not a tuple: arrays of tuples
+    /// go through slow generic paths at run time.
+    private var undo: [UndoEntry]?
 
     /// Starts recording writes, so that ``rollBack()`` can undo them: a host calls this before it hands the
     /// views to a module for one event, instead of copying every change made so far in the batch.
@@ -95,7 +103,7 @@ public struct ViewChanges: Sendable {
 
     private mutating func remember(_ view: String, _ key: String) {
         guard undo != nil else { return }
-        undo!.append((view, key, changes[view]?[key]))
+        undo!.append(UndoEntry(view: view, key: key, previous: changes[view]?[key]))
     }
 }
 

@@ -453,7 +453,8 @@ actor ModuleRunner {
         }
         do {
             outcome.views.counts = pending.counts
-            outcome.writes += try viewWrites(
+            // The first writes of the outcome: assigned, not appended element by element.
+            outcome.writes = try viewWrites(
                 changes, generation: generation, stored: stored, counts: &outcome.views.counts)
             outcome.views.documents = changes.changes
         } catch {
