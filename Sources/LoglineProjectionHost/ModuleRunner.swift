@@ -378,7 +378,7 @@ actor ModuleRunner {
         parkingIn parkedTable: String? = nil
     ) async -> Outcome {
         var outcome = Outcome()
-        let stored = StoredDocuments(pending.documents)
+        let stored = StoredDocuments(views: views, pending: pending.documents)
         var changes = ViewChanges(views: views, reader: documentReader(generation: generation, remembering: stored))
         eventLoop: for event in events {
             if let reason = poisoned[event.position] {
@@ -920,24 +920,32 @@ actor ModuleRunner {
 /// The stored documents one batch has read, as they were read (`nil` for an absent one): the store does not change
 /// under a batch, since only the batch's own commit writes its views.
 final class StoredDocuments: Sendable {
-    /// Documents as they will be stored once the batch in flight commits; never changed, so never copied.
-    private let pending: [String: [String: JSONValue?]]
-    private let documents = Mutex<[String: [String: JSONValue?]]>([:])
+    /// The module's views: a view is found by comparing names, which is cheaper than hashing them.
+    private let views: [String]
+    /// For each view, documents as they will be stored once the batch in flight commits; never changed, so never
+    /// copied.
+    private let pending: [[String: JSONValue?]]
+    /// For each view, the documents read from the store.
+    private let documents: Mutex<[[String: JSONValue?]]>
 
     /// Starts with `pending`: documents as they will be stored (`nil` for absent ones) once a batch in flight
     /// commits.
-    init(_ pending: [String: [String: JSONValue?]] = [:]) {
-        self.pending = pending
+    init(views: [ViewDefinition], pending: [String: [String: JSONValue?]] = [:]) {
+        self.views = views.map(\.name)
+        self.pending = views.map { pending[$0.name] ?? [:] }
+        documents = Mutex(Array(repeating: [:], count: views.count))
     }
 
     /// The document as stored: `nil` when not read yet, `.some(nil)` when read and absent.
     func document(_ view: String, _ key: String) -> JSONValue?? {
-        if let known = pending[view]?[key] { return known }
-        return documents.withLock { $0[view]?[key] }
+        guard let index = views.firstIndex(of: view) else { return nil }
+        if let known = pending[index][key] { return known }
+        return documents.withLock { $0[index][key] }
     }
 
     func remember(_ document: JSONValue?, _ view: String, _ key: String) {
-        documents.withLock { $0[view, default: [:]][key] = .some(document) }
+        guard let index = views.firstIndex(of: view) else { return }
+        documents.withLock { $0[index][key] = .some(document) }
     }
 }
 
