@@ -80,7 +80,8 @@ public struct ViewChanges: Sendable {
     /// Forgets all changes (the host starts each batch afresh).
     public mutating func reset() {
         byView = Array(repeating: [:], count: viewNames.count)
-        undo = nil
+        undo = []
+        recording = false
     }
 
     // MARK: - Savepoints
@@ -93,32 +94,38 @@ public struct ViewChanges: Sendable {
     }
 
     /// What the changes held before each write since ``beginSavepoint()``. A struct, not a tuple: arrays of tuples
-    /// go through slow generic paths at run time.
-    private var undo: [UndoEntry]?
+    /// go through slow generic paths at run time. Emptied, not dropped, between savepoints, so that a host
+    /// running a savepoint per event does not allocate one per event.
+    private var undo: [UndoEntry] = []
+    /// Whether a savepoint is open.
+    private var recording = false
 
     /// Starts recording writes, so that ``rollBack()`` can undo them: a host calls this before it hands the
     /// views to a module for one event, instead of copying every change made so far in the batch.
     public mutating func beginSavepoint() {
-        undo = []
+        undo.removeAll(keepingCapacity: true)
+        recording = true
     }
 
     /// Keeps the writes made since ``beginSavepoint()`` and stops recording.
     public mutating func releaseSavepoint() {
-        undo = nil
+        undo.removeAll(keepingCapacity: true)
+        recording = false
     }
 
     /// Undoes the writes made since ``beginSavepoint()`` (a module threw), and stops recording.
     public mutating func rollBack() {
-        guard let undo else { return }
+        guard recording else { return }
         for entry in undo.reversed() {
             byView[entry.view][entry.key] = entry.previous
         }
-        self.undo = nil
+        undo.removeAll(keepingCapacity: true)
+        recording = false
     }
 
     private mutating func remember(_ view: Int, _ key: String) {
-        guard undo != nil else { return }
-        undo!.append(UndoEntry(view: view, key: key, previous: byView[view][key]))
+        guard recording else { return }
+        undo.append(UndoEntry(view: view, key: key, previous: byView[view][key]))
     }
 }
 

@@ -381,7 +381,7 @@ actor ModuleRunner {
         let stored = StoredDocuments(views: views, pending: pending.documents)
         var changes = ViewChanges(views: views, reader: documentReader(generation: generation, remembering: stored))
         eventLoop: for event in events {
-            if let reason = poisoned[event.position] {
+            if !poisoned.isEmpty, let reason = poisoned[event.position] {
                 outcome.parked.append((event, reason, 1))
                 outcome.failures.append(reason)
                 outcome.processed += 1
