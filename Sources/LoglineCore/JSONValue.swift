@@ -562,7 +562,10 @@ extension JSONObject: ExpressibleByDictionaryLiteral {
     /// - Parameter elements: The members.
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
         self.init()
-        for (key, value) in elements { updateValue(value, forKey: key) }
+        storage.reserveCapacity(elements.count)
+        elements.withUnsafeBufferPointer { elements in
+            for index in elements.indices { updateValue(elements[index].1, forKey: elements[index].0) }
+        }
     }
 }
 

@@ -30,9 +30,8 @@ public struct Timestamp: Hashable, Sendable, Comparable, CustomStringConvertible
         lhs.millisecondsSinceEpoch < rhs.millisecondsSinceEpoch
     }
 
-    /// Appends the RFC 3339 form, `YYYY-MM-DDTHH:MM:SS.mmmZ`, to `buffer`.
-    /// - Parameter buffer: Where the 24 bytes go.
-    public func appendRFC3339(to buffer: inout [UInt8]) {
+    /// The UTC calendar date and the milliseconds into its day.
+    private var civil: (year: Int64, month: Int64, day: Int64, msOfDay: Int64) {
         let millis = millisecondsSinceEpoch
         var days = millis / 86_400_000
         var msOfDay = millis % 86_400_000
@@ -50,6 +49,13 @@ public struct Timestamp: Hashable, Sendable, Comparable, CustomStringConvertible
         let day = doy - (153 * mp + 2) / 5 + 1
         let month = mp < 10 ? mp + 3 : mp - 9
         let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+        return (year, month, day, msOfDay)
+    }
+
+    /// Appends the RFC 3339 form, `YYYY-MM-DDTHH:MM:SS.mmmZ`, to `buffer`.
+    /// - Parameter buffer: Where the 24 bytes go.
+    public func appendRFC3339(to buffer: inout [UInt8]) {
+        let (year, month, day, msOfDay) = civil
 
         func digits(_ value: Int64, _ width: Int) {
             var divisor: Int64 = 1
@@ -129,9 +135,37 @@ public struct Timestamp: Hashable, Sendable, Comparable, CustomStringConvertible
 
     /// The RFC 3339 form.
     public var description: String {
-        var buffer = [UInt8]()
-        buffer.reserveCapacity(24)
-        appendRFC3339(to: &buffer)
-        return String(decoding: buffer, as: UTF8.self)
+        let (year, month, day, msOfDay) = civil
+        guard (0...9999).contains(year) else {
+            var buffer = [UInt8]()
+            buffer.reserveCapacity(32)
+            appendRFC3339(to: &buffer)
+            return String(decoding: buffer, as: UTF8.self)
+        }
+        // The common case, written in place: projections format a timestamp for nearly every event.
+        return String(unsafeUninitializedCapacity: 24) { text in
+            func digits(_ value: Int64, _ width: Int, at offset: Int) {
+                var rest = value
+                for index in stride(from: offset + width - 1, through: offset, by: -1) {
+                    text[index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest % 10)
+                    rest /= 10
+                }
+            }
+            digits(year, 4, at: 0)
+            text[4] = UInt8(ascii: "-")
+            digits(month, 2, at: 5)
+            text[7] = UInt8(ascii: "-")
+            digits(day, 2, at: 8)
+            text[10] = UInt8(ascii: "T")
+            digits(msOfDay / 3_600_000, 2, at: 11)
+            text[13] = UInt8(ascii: ":")
+            digits(msOfDay / 60_000 % 60, 2, at: 14)
+            text[16] = UInt8(ascii: ":")
+            digits(msOfDay / 1000 % 60, 2, at: 17)
+            text[19] = UInt8(ascii: ".")
+            digits(msOfDay % 1000, 3, at: 20)
+            text[23] = UInt8(ascii: "Z")
+            return 24
+        }
     }
 }

@@ -452,7 +452,8 @@ public final class LMDBEventLog: EventLog {
     /// - Returns: The events and the last position examined.
     /// - Throws: ``LoglineLMDB/LMDBError`` or ``OpenError/corrupt(_:)``.
     public func readBatch(after position: LogPosition, limit: Int, eventTypes: Set<String>) throws -> EventBatch {
-        let types = eventTypes.map { Array($0.utf8) }
+        // Each wanted type with its bytes: a matching event takes the caller's string rather than a new one.
+        let types = eventTypes.map { (name: $0, bytes: Array($0.utf8)) }
         let maximumScan = max(limit, 1) * 16
         return try environment.read { transaction in
             var events: [RecordedEvent] = []
@@ -465,8 +466,10 @@ public final class LMDBEventLog: EventLog {
                     guard let view = StoredEventView(position: at, record: current.value) else {
                         throw OpenError.corrupt("event record at position \(at) is damaged")
                     }
-                    if types.isEmpty || types.contains(where: { view.eventType.elementsEqual($0) }) {
+                    if types.isEmpty {
                         events.append(view.recordedEvent)
+                    } else if let type = types.first(where: { view.eventType.elementsEqual($0.bytes) }) {
+                        events.append(view.recordedEvent(eventType: type.name))
                     }
                     scanned = at
                     examined += 1

@@ -155,8 +155,14 @@ struct StoredEventView {
     }
 
     var recordedEvent: RecordedEvent {
+        recordedEvent(eventType: String(decoding: eventType, as: UTF8.self))
+    }
+
+    /// The envelope, with `eventType` for its type: a string the caller holds already, equal to the stored one,
+    /// so that no new one is made for each event.
+    func recordedEvent(eventType: String) -> RecordedEvent {
         RecordedEvent(
-            eventID: eventID, eventType: String(decoding: eventType, as: UTF8.self),
+            eventID: eventID, eventType: eventType,
             stream: StreamName(
                 uncheckedType: String(decoding: aggregateType, as: UTF8.self),
                 id: String(decoding: aggregateID, as: UTF8.self)),

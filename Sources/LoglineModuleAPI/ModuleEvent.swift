@@ -1,22 +1,29 @@
 import LoglineCore
 
-/// An event as a module sees it: the envelope, with its data and metadata parsed.
+/// An event as a module sees it: the envelope, with its data parsed.
+///
+/// The metadata is parsed when it is asked for: most modules never look at it, and parsing it for every event
+/// cost a projector a large share of its time.
 public struct ModuleEvent: Hashable, Sendable {
     /// The envelope as stored.
     public let envelope: RecordedEvent
     /// The parsed `data`.
     public let data: JSONValue
-    /// The parsed `metadata` (an object).
-    public let metadata: JSONValue
 
-    /// Parses an envelope's data and metadata.
+    /// Parses an envelope's data, and checks that its metadata is valid JSON.
     /// - Parameter envelope: The stored event.
     /// - Throws: ``LoglineCore/JSONValidator/Failure`` when they are not valid JSON (never for events the log
     ///   accepted).
     public init(_ envelope: RecordedEvent) throws(JSONValidator.Failure) {
         self.envelope = envelope
         self.data = try JSONValue(parsing: envelope.data)
-        self.metadata = try JSONValue(parsing: envelope.metadata)
+        if let failure = JSONValidator.validate(envelope.metadata) { throw failure }
+    }
+
+    /// The parsed `metadata` (an object), parsed from the envelope on each access.
+    public var metadata: JSONValue {
+        // The initialiser validated the bytes, so parsing cannot fail.
+        (try? JSONValue(parsing: envelope.metadata)) ?? .object([:])
     }
 
     /// The event's type.

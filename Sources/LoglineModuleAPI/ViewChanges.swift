@@ -9,17 +9,37 @@ public struct ViewChanges: Sendable {
     public typealias Reader = @Sendable (String, String) throws -> JSONValue?
 
     private let reader: Reader
-    private let viewNames: Set<String>
-    /// The changed documents by view and key: a document, or `nil` for a deletion.
-    public private(set) var changes: [String: [String: JSONValue?]] = [:]
+    /// The module's views, each once. A module has a handful: finding one by comparing names is cheaper than
+    /// hashing its name for every read and write.
+    private let viewNames: [String]
+    /// The changed documents of each view of `viewNames`, by key.
+    private var byView: [[String: JSONValue?]]
+
+    /// The changed documents by view and key: a document, or `nil` for a deletion. Views without changes are
+    /// left out.
+    public var changes: [String: [String: JSONValue?]] {
+        var result: [String: [String: JSONValue?]] = [:]
+        for (index, name) in viewNames.enumerated() where !byView[index].isEmpty { result[name] = byView[index] }
+        return result
+    }
 
     /// Creates the views of a module.
     /// - Parameters:
     ///   - views: The views the module owns; others cannot be touched.
     ///   - reader: How stored documents are read.
     public init(views: [ViewDefinition], reader: @escaping Reader) {
-        self.viewNames = Set(views.map(\.name))
+        var names: [String] = []
+        for view in views where !names.contains(view.name) { names.append(view.name) }
+        self.viewNames = names
+        self.byView = Array(repeating: [:], count: names.count)
         self.reader = reader
+    }
+
+    /// The position of `view` in `viewNames`.
+    @inline(__always)
+    private func index(of view: String) throws(ViewError) -> Int {
+        guard let index = viewNames.firstIndex(of: view) else { throw ViewError.unknownView(view) }
+        return index
     }
 
     /// The current document of `key` in `view`.
@@ -29,8 +49,7 @@ public struct ViewChanges: Sendable {
     /// - Returns: The document, or `nil` when there is none.
     /// - Throws: ``ViewError/unknownView(_:)``, or a storage error.
     public func document(_ view: String, key: String) throws -> JSONValue? {
-        guard viewNames.contains(view) else { throw ViewError.unknownView(view) }
-        if let changed = changes[view]?[key] { return changed }
+        if let changed = byView[try index(of: view)][key] { return changed }
         return try reader(view, key)
     }
 
@@ -41,10 +60,10 @@ public struct ViewChanges: Sendable {
     ///   - document: The document, usually a JSON object.
     /// - Throws: ``ViewError``.
     public mutating func put(_ view: String, key: String, document: JSONValue) throws {
-        guard viewNames.contains(view) else { throw ViewError.unknownView(view) }
+        let index = try index(of: view)
         guard !key.isEmpty, key.utf8.count <= 200, !key.utf8.contains(0) else { throw ViewError.invalidKey(key) }
-        remember(view, key)
-        changes[view, default: [:]][key] = .some(document)
+        remember(index, key)
+        byView[index][key] = .some(document)
     }
 
     /// Removes the document of `key` from `view`.
@@ -53,49 +72,60 @@ public struct ViewChanges: Sendable {
     ///   - key: The document's key.
     /// - Throws: ``ViewError/unknownView(_:)``.
     public mutating func delete(_ view: String, key: String) throws {
-        guard viewNames.contains(view) else { throw ViewError.unknownView(view) }
-        remember(view, key)
-        changes[view, default: [:]][key] = .some(nil)
+        let index = try index(of: view)
+        remember(index, key)
+        byView[index][key] = .some(nil)
     }
 
     /// Forgets all changes (the host starts each batch afresh).
     public mutating func reset() {
-        changes.removeAll()
-        undo = nil
+        byView = Array(repeating: [:], count: viewNames.count)
+        undo = []
+        recording = false
     }
 
     // MARK: - Savepoints
 
-    /// What the changes held before each write since ``beginSavepoint()``: `nil` when the key had no change.
-    private var undo: [(view: String, key: String, previous: JSONValue??)]?
+    /// What the changes held for a key before a write: `nil` when the key had no change.
+    private struct UndoEntry {
+        var view: Int
+        var key: String
+        var previous: JSONValue??
+    }
+
+    /// What the changes held before each write since ``beginSavepoint()``. A struct, not a tuple: arrays of tuples
+    /// go through slow generic paths at run time. Emptied, not dropped, between savepoints, so that a host
+    /// running a savepoint per event does not allocate one per event.
+    private var undo: [UndoEntry] = []
+    /// Whether a savepoint is open.
+    private var recording = false
 
     /// Starts recording writes, so that ``rollBack()`` can undo them: a host calls this before it hands the
     /// views to a module for one event, instead of copying every change made so far in the batch.
     public mutating func beginSavepoint() {
-        undo = []
+        undo.removeAll(keepingCapacity: true)
+        recording = true
     }
 
     /// Keeps the writes made since ``beginSavepoint()`` and stops recording.
     public mutating func releaseSavepoint() {
-        undo = nil
+        undo.removeAll(keepingCapacity: true)
+        recording = false
     }
 
     /// Undoes the writes made since ``beginSavepoint()`` (a module threw), and stops recording.
     public mutating func rollBack() {
-        guard let undo else { return }
+        guard recording else { return }
         for entry in undo.reversed() {
-            if let previous = entry.previous {
-                changes[entry.view, default: [:]][entry.key] = previous
-            } else {
-                changes[entry.view]?[entry.key] = nil
-            }
+            byView[entry.view][entry.key] = entry.previous
         }
-        self.undo = nil
+        undo.removeAll(keepingCapacity: true)
+        recording = false
     }
 
-    private mutating func remember(_ view: String, _ key: String) {
-        guard undo != nil else { return }
-        undo!.append((view, key, changes[view]?[key]))
+    private mutating func remember(_ view: Int, _ key: String) {
+        guard recording else { return }
+        undo.append(UndoEntry(view: view, key: key, previous: byView[view][key]))
     }
 }
 

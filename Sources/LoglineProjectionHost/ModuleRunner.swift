@@ -57,6 +57,18 @@ actor ModuleRunner {
         var failures: [String] = []
         /// The host is stopping: the work was cut short and must not be committed.
         var interrupted = false
+        /// The views as they will be stored once this batch commits: what the next batch starts from while the
+        /// commit is still in flight.
+        var views = PendingViews()
+    }
+
+    /// The documents and counts a batch wrote, by view, for the batch after it to read while the commit is in
+    /// flight: the store does not have them yet, and nothing else writes the module's views.
+    struct PendingViews {
+        /// The documents by view and key: a document, or `nil` for a deletion.
+        var documents: [String: [String: JSONValue?]] = [:]
+        /// The document counts by view, for the views whose count was written.
+        var counts: [String: Int64] = [:]
     }
 
     let name: String
@@ -82,6 +94,7 @@ actor ModuleRunner {
     private let log: any EventLog
     private let logger: Logger
     private let batchSize: Int
+    private let rebuildBatchSize: Int
 
     private var checkpoint = ViewStorage.Checkpoint(position: 0, processed: 0)
     private var checkpointBytes: [UInt8]?
@@ -125,7 +138,8 @@ actor ModuleRunner {
     }
 
     init(
-        module: Module, log: any EventLog, batchSize: Int, logger: Logger, metricsFactory: any MetricsFactory
+        module: Module, log: any EventLog, batchSize: Int, rebuildBatchSize: Int, logger: Logger,
+        metricsFactory: any MetricsFactory
     ) throws {
         self.module = module
         switch module {
@@ -143,6 +157,7 @@ actor ModuleRunner {
         self.handle = ModuleHandle(name: name)
         self.log = log
         self.batchSize = batchSize
+        self.rebuildBatchSize = rebuildBatchSize
         var logger = logger
         logger[metadataKey: "module"] = "\(name)"
         self.logger = logger
@@ -342,8 +357,15 @@ actor ModuleRunner {
 
     /// Commits a unit; on failure, decides what to do about it and says whether to try the work again.
     private func commit(_ unit: CommitUnit, sources: [LogPosition]) async -> CommitOutcome {
+        await settle(await PendingCommit(unit, log: log).result, sources: sources)
+    }
+
+    /// Acts on a commit's result: on failure, decides what to do about it and says whether to try the work again.
+    private func settle(
+        _ result: Result<[AppendResult], CommitError>, sources: [LogPosition]
+    ) async -> CommitOutcome {
         do {
-            _ = try await log.commit(unit)
+            _ = try result.get()
             return .committed
         } catch {
             switch error {
@@ -375,12 +397,21 @@ actor ModuleRunner {
     // MARK: - Processing
 
     /// Runs events through the module and turns what it did into state writes and appends.
-    private func process(_ events: [RecordedEvent], generation: UInt64, mayEmit: Bool) async -> Outcome {
+    /// - Parameters:
+    ///   - events: The events.
+    ///   - generation: The generation of the views to read and write.
+    ///   - mayEmit: Whether a reactor's events are appended (not in a rebuild).
+    ///   - pending: What a batch whose commit is still in flight wrote: read instead of the store.
+    ///   - parkedTable: Where parked events go: the module's parked table unless given.
+    private func process(
+        _ events: [RecordedEvent], generation: UInt64, mayEmit: Bool, after pending: PendingViews = PendingViews(),
+        parkingIn parkedTable: String? = nil
+    ) async -> Outcome {
         var outcome = Outcome()
-        let stored = StoredDocuments()
+        let stored = StoredDocuments(views: views, pending: pending.documents)
         var changes = ViewChanges(views: views, reader: documentReader(generation: generation, remembering: stored))
         eventLoop: for event in events {
-            if let reason = poisoned[event.position] {
+            if !poisoned.isEmpty, let reason = poisoned[event.position] {
                 outcome.parked.append((event, reason, 1))
                 outcome.failures.append(reason)
                 outcome.processed += 1
@@ -451,7 +482,11 @@ actor ModuleRunner {
             }
         }
         do {
-            outcome.writes += try viewWrites(changes, generation: generation, stored: stored)
+            outcome.views.counts = pending.counts
+            // The first writes of the outcome: assigned, not appended element by element.
+            outcome.writes = try viewWrites(
+                changes, generation: generation, stored: stored, counts: &outcome.views.counts)
+            outcome.views.documents = changes.changes
         } catch {
             outcome.failures.append("cannot read the views: \(error)")
         }
@@ -465,7 +500,8 @@ actor ModuleRunner {
             ])
             outcome.writes.append(
                 StateWrite(
-                    table: ViewStorage.parkedTable(name), key: ViewStorage.bigEndian(parked.event.position),
+                    table: parkedTable ?? ViewStorage.parkedTable(name),
+                    key: ViewStorage.bigEndian(parked.event.position),
                     value: record.jsonBytes))
         }
         return outcome
@@ -487,10 +523,14 @@ actor ModuleRunner {
     /// need not read and parse it again.
     private func documentReader(generation: UInt64, remembering stored: StoredDocuments) -> ViewChanges.Reader {
         let log = self.log
+        // ViewChanges asks only for the module's own views.
+        let tables = Dictionary(
+            uniqueKeysWithValues: views.map { ($0.name, ViewStorage.documentTable($0.name, generation: generation)) })
         return { view, key in
             if let known = stored.document(view, key) { return known }
             let document = try log.readState(
-                table: ViewStorage.documentTable(view, generation: generation), key: ViewStorage.bytes(key)
+                table: tables[view] ?? ViewStorage.documentTable(view, generation: generation),
+                key: ViewStorage.bytes(key)
             ).map { try JSONValue(parsing: $0) }
             stored.remember(document, view, key)
             return document
@@ -498,25 +538,37 @@ actor ModuleRunner {
     }
 
     /// The state writes for view changes: documents, index entries and document counts.
+    /// - Parameter counts: The document counts known without reading the store (those a batch in flight wrote);
+    ///   updated with the counts this batch writes.
     private func viewWrites(
-        _ changes: ViewChanges, generation: UInt64, stored storedDocuments: StoredDocuments
+        _ changes: ViewChanges, generation: UInt64, stored storedDocuments: StoredDocuments,
+        counts: inout [String: Int64]
     ) throws -> [StateWrite] {
         var writes: [StateWrite] = []
         for definition in views {
             guard let changed = changes.changes[definition.name], !changed.isEmpty else { continue }
             let documentTable = ViewStorage.documentTable(definition.name, generation: generation)
             let indexTable = ViewStorage.indexTable(definition.name, generation: generation)
-            let keys = Array(changed.keys).sorted()
+            let entries = changed.sorted { $0.key < $1.key }
             // The documents as stored: those the module read are known already; the others are read now.
-            let unread = keys.filter { storedDocuments.document(definition.name, $0) == nil }
-            let read = try log.readState(table: documentTable, keys: unread.map(ViewStorage.bytes))
-            for (key, bytes) in zip(unread, read) {
-                storedDocuments.remember(try bytes.map { try JSONValue(parsing: $0) }, definition.name, key)
+            var oldDocuments: [JSONValue?] = []
+            oldDocuments.reserveCapacity(entries.count)
+            var unread: [Int] = []
+            for (index, entry) in entries.enumerated() {
+                let known = storedDocuments.document(definition.name, entry.key)
+                if known == nil { unread.append(index) }
+                oldDocuments.append(known ?? nil)
+            }
+            if !unread.isEmpty {
+                let read = try log.readState(
+                    table: documentTable, keys: unread.map { ViewStorage.bytes(entries[$0].key) })
+                for (index, bytes) in zip(unread, read) {
+                    oldDocuments[index] = try bytes.map { try JSONValue(parsing: $0) }
+                }
             }
             var countDelta: Int64 = 0
-            for key in keys {
-                let newDocument = changed[key]!
-                let oldDocument = storedDocuments.document(definition.name, key) ?? nil
+            for (index, (key, newDocument)) in entries.enumerated() {
+                let oldDocument = oldDocuments[index]
                 countDelta += (newDocument == nil ? 0 : 1) - (oldDocument == nil ? 0 : 1)
                 writes.append(
                     StateWrite(table: documentTable, key: ViewStorage.bytes(key), value: newDocument?.jsonBytes))
@@ -541,13 +593,16 @@ actor ModuleRunner {
             if countDelta != 0 {
                 let countKey = ViewStorage.countKey(definition.name, generation: generation)
                 let current =
-                    try log.readState(table: ViewStorage.countTable, key: countKey).map {
+                    try counts[definition.name]
+                    ?? log.readState(table: ViewStorage.countTable, key: countKey).map {
                         Int64(bitPattern: ViewStorage.readBigEndian($0))
                     } ?? 0
+                let new = max(0, current + countDelta)
+                counts[definition.name] = new
                 writes.append(
                     StateWrite(
                         table: ViewStorage.countTable, key: countKey,
-                        value: ViewStorage.bigEndian(UInt64(bitPattern: max(0, current + countDelta)))))
+                        value: ViewStorage.bigEndian(UInt64(bitPattern: new))))
             }
         }
         return writes
@@ -555,54 +610,107 @@ actor ModuleRunner {
 
     // MARK: - Rebuild
 
+    /// The most rebuild batches one call of ``rebuildBatch()`` runs before the loop gets its turn again.
+    private static let rebuildBurst = 32
+
+    /// A rebuild batch whose commit is in flight.
+    private struct RebuildCommit {
+        let commit: PendingCommit
+        let next: RebuildProgress
+        let stoppedBefore: LogPosition?
+        let failure: String?
+    }
+
+    /// Runs rebuild batches, each committing while the next is read and processed: processing and the log's
+    /// writer overlap. At most one commit is in flight, and each batch's commit is conditional on the rebuild
+    /// progress the batch before it writes, so a batch can only commit after the one before it has.
+    ///
+    /// The burst ends when an operation is requested, live events wait, the host stops, the rebuild catches up
+    /// or stops, or after ``rebuildBurst`` batches; the last commit is always settled before it returns. A batch
+    /// processed while such work came up is dropped rather than committed, so that the work waits for no more
+    /// than the commit in flight, as it would without the overlap.
+    /// - Returns: Whether there was work.
     private func rebuildBatch() async -> Bool {
-        guard let progress = rebuild else { return false }
-        let batch: EventBatch
-        do {
-            batch = try log.readBatch(
-                after: progress.checkpoint.position, limit: batchSize * 4, eventTypes: handledEventTypes)
-        } catch {
-            await storageTrouble("rebuild read failed: \(error)")
-            return true
-        }
-        if batch.scannedThrough <= progress.checkpoint.position {
-            // Caught up with the log. Swap once the live views are not ahead of the shadow copy.
-            if progress.checkpoint.position >= checkpoint.position { await swap(progress) }
-            return progress.checkpoint.position >= checkpoint.position
-        }
-        var outcome = await process(batch.events, generation: progress.generation, mayEmit: false)
-        if outcome.interrupted { return true }
-        let next = RebuildProgress(
-            generation: progress.generation,
-            checkpoint: ViewStorage.Checkpoint(
-                position: outcome.stoppedBefore.map { $0 - 1 } ?? batch.scannedThrough,
-                processed: progress.checkpoint.processed + outcome.processed))
-        // What the rebuild parks becomes the module's parked list when the rebuild is swapped in.
-        outcome.writes = outcome.writes.map { write in
-            guard write.table == ViewStorage.parkedTable(name) else { return write }
-            return StateWrite(table: ViewStorage.rebuildParkedTable(name), key: write.key, value: write.value)
-        }
-        outcome.writes.append(
-            StateWrite(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), value: next.bytes))
-        let unit = CommitUnit(
-            writes: outcome.writes,
-            conditions: [
-                StateCondition(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), expected: progress.bytes)
-            ])
-        if case .committed = await commit(unit, sources: []) {
-            rebuild = next
-            if let stopped = outcome.stoppedBefore {
-                lastError = "rebuild stopped before position \(stopped); the live views stay in place"
-                logger.error(
-                    "rebuild abandoned: the projector failed; the live views stay in place",
-                    metadata: [
-                        "generation": "\(progress.generation)", "position": "\(stopped)",
-                        "error": "\(outcome.failures.last ?? "")",
-                    ])
-                await abandonRebuild()
+        guard var progress = rebuild else { return false }
+        var pending = PendingViews()
+        var inFlight: RebuildCommit?
+        var caughtUp = false
+        for _ in 0..<Self.rebuildBurst {
+            let batch: EventBatch
+            do {
+                batch = try log.readBatch(
+                    after: progress.checkpoint.position, limit: rebuildBatchSize, eventTypes: handledEventTypes)
+            } catch {
+                if let inFlight { _ = await settle(inFlight) }
+                await storageTrouble("rebuild read failed: \(error)")
+                return true
             }
+            if batch.scannedThrough <= progress.checkpoint.position {
+                caughtUp = true
+                break
+            }
+            // What the rebuild parks becomes the module's parked list when the rebuild is swapped in.
+            var outcome = await process(
+                batch.events, generation: progress.generation, mayEmit: false, after: pending,
+                parkingIn: ViewStorage.rebuildParkedTable(name))
+            if outcome.interrupted { break }
+            let next = RebuildProgress(
+                generation: progress.generation,
+                checkpoint: ViewStorage.Checkpoint(
+                    position: outcome.stoppedBefore.map { $0 - 1 } ?? batch.scannedThrough,
+                    processed: progress.checkpoint.processed + outcome.processed))
+            outcome.writes.append(
+                StateWrite(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), value: next.bytes))
+            let unit = CommitUnit(
+                writes: outcome.writes,
+                conditions: [
+                    StateCondition(
+                        table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), expected: progress.bytes)
+                ])
+            // This batch read what the batch in flight wrote: it commits only once that one has.
+            if let previous = inFlight {
+                inFlight = nil
+                guard await settle(previous) else { return true }
+                // Whatever came up meanwhile goes first; the batch is read and processed again next time.
+                if mustYield { return true }
+            }
+            inFlight = RebuildCommit(
+                commit: PendingCommit(unit, log: log), next: next, stoppedBefore: outcome.stoppedBefore,
+                failure: outcome.failures.last)
+            pending = outcome.views
+            progress = next
+            if outcome.stoppedBefore != nil || mustYield { break }
         }
-        return true
+        if let inFlight {
+            guard await settle(inFlight) else { return true }
+        }
+        guard caughtUp, let progress = rebuild else { return true }
+        // Caught up with the log. Swap once the live views are not ahead of the shadow copy.
+        if progress.checkpoint.position >= checkpoint.position { await swap(progress) }
+        return progress.checkpoint.position >= checkpoint.position
+    }
+
+    /// Whether the loop has other work that a rebuild burst must not hold up: an operation, live events, or
+    /// stopping.
+    private var mustYield: Bool {
+        Task.isCancelled || !operations.isEmpty || (state == .running && log.headPosition > checkpoint.position)
+    }
+
+    /// Waits for a rebuild batch's commit; abandons the rebuild when the batch stopped before a failing event.
+    /// - Returns: Whether the batch committed and the rebuild goes on.
+    private func settle(_ batch: RebuildCommit) async -> Bool {
+        guard case .committed = await settle(await batch.commit.result, sources: []) else { return false }
+        rebuild = batch.next
+        guard let stopped = batch.stoppedBefore else { return true }
+        lastError = "rebuild stopped before position \(stopped); the live views stay in place"
+        logger.error(
+            "rebuild abandoned: the projector failed; the live views stay in place",
+            metadata: [
+                "generation": "\(batch.next.generation)", "position": "\(stopped)",
+                "error": "\(batch.failure ?? "")",
+            ])
+        await abandonRebuild()
+        return false
     }
 
     private func swap(_ progress: RebuildProgress) async {
@@ -842,14 +950,71 @@ actor ModuleRunner {
 /// The stored documents one batch has read, as they were read (`nil` for an absent one): the store does not change
 /// under a batch, since only the batch's own commit writes its views.
 final class StoredDocuments: Sendable {
-    private let documents = Mutex<[String: [String: JSONValue?]]>([:])
+    /// The module's views: a view is found by comparing names, which is cheaper than hashing them.
+    private let views: [String]
+    /// For each view, documents as they will be stored once the batch in flight commits; never changed, so never
+    /// copied.
+    private let pending: [[String: JSONValue?]]
+    /// For each view, the documents read from the store.
+    private let documents: Mutex<[[String: JSONValue?]]>
+
+    /// Starts with `pending`: documents as they will be stored (`nil` for absent ones) once a batch in flight
+    /// commits.
+    init(views: [ViewDefinition], pending: [String: [String: JSONValue?]] = [:]) {
+        self.views = views.map(\.name)
+        self.pending = views.map { pending[$0.name] ?? [:] }
+        documents = Mutex(Array(repeating: [:], count: views.count))
+    }
 
     /// The document as stored: `nil` when not read yet, `.some(nil)` when read and absent.
     func document(_ view: String, _ key: String) -> JSONValue?? {
-        documents.withLock { $0[view]?[key] }
+        guard let index = views.firstIndex(of: view) else { return nil }
+        if let known = pending[index][key] { return known }
+        return documents.withLock { $0[index][key] }
     }
 
     func remember(_ document: JSONValue?, _ view: String, _ key: String) {
-        documents.withLock { $0[view, default: [:]][key] = .some(document) }
+        guard let index = views.firstIndex(of: view) else { return }
+        documents.withLock { $0[index][key] = .some(document) }
+    }
+}
+
+/// A commit handed to the log's writer, whose result is awaited later: the runner processes its next batch
+/// meanwhile.
+final class PendingCommit: Sendable {
+    private enum State {
+        case waiting(CheckedContinuation<Result<[AppendResult], CommitError>, Never>?)
+        case done(Result<[AppendResult], CommitError>)
+    }
+
+    private let state = Mutex(State.waiting(nil))
+
+    /// Hands `unit` to the log at once.
+    init(_ unit: CommitUnit, log: any EventLog) {
+        log.commit(unit) { [self] result in
+            let waiter = state.withLock {
+                state -> CheckedContinuation<Result<[AppendResult], CommitError>, Never>? in
+                defer { state = .done(result) }
+                guard case .waiting(let waiter) = state else { return nil }
+                return waiter
+            }
+            waiter?.resume(returning: result)
+        }
+    }
+
+    /// The commit's result, once the log has it.
+    var result: Result<[AppendResult], CommitError> {
+        get async {
+            await withCheckedContinuation { continuation in
+                let done = state.withLock { state -> Result<[AppendResult], CommitError>? in
+                    switch state {
+                    case .done(let result): return result
+                    case .waiting: state = .waiting(continuation)
+                    }
+                    return nil
+                }
+                if let done { continuation.resume(returning: done) }
+            }
+        }
     }
 }

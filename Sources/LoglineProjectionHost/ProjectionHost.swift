@@ -17,6 +17,10 @@ public final class ProjectionHost: Service, Sendable {
     public struct Configuration: Sendable {
         /// The most events a module takes into one transaction.
         public var batchSize: Int = 1000
+        /// The most events a rebuild takes into one transaction. Larger than ``batchSize``: a rebuild replays
+        /// the whole log, and the fewer batches an order's events are spread over, the fewer times its document
+        /// is written.
+        public var rebuildBatchSize: Int = 16000
         /// How long a query with `AT` waits for its view before `-TIMEOUT`.
         public var readYourWritesTimeout: Duration = .seconds(5)
 
@@ -82,8 +86,8 @@ public final class ProjectionHost: Service, Sendable {
             let runner: ModuleRunner
             do {
                 runner = try ModuleRunner(
-                    module: kind, log: log, batchSize: configuration.batchSize, logger: logger,
-                    metricsFactory: metricsFactory)
+                    module: kind, log: log, batchSize: configuration.batchSize,
+                    rebuildBatchSize: configuration.rebuildBatchSize, logger: logger, metricsFactory: metricsFactory)
             } catch {
                 throw .internal("cannot read the state of \(module.name): \(error)")
             }

@@ -77,6 +77,9 @@ struct TimestampTests {
         for value in values {
             let timestamp = Timestamp(millisecondsSinceEpoch: value)
             #expect(timestamp.description == foundationRFC3339(value), "\(value)")
+            var appended: [UInt8] = []
+            timestamp.appendRFC3339(to: &appended)
+            #expect(Array(timestamp.description.utf8) == appended, "\(value)")
             #expect(Timestamp(rfc3339: timestamp.description) == timestamp, "\(value)")
         }
     }

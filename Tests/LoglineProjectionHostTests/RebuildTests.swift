@@ -111,6 +111,44 @@ struct RebuildTests {
         }
     }
 
+    @Test("a rebuild batch processed while the one before it commits reads that batch's documents, not the store's")
+    func rebuildOverlapsCommits() async throws {
+        try await withFreshLog { base, _ in
+            let log = SpyLog(base)
+            let head = try await log.appendAll(Self.history())
+            let host = try ProjectionHost(
+                log: log, modules: [CountingProjector()], configuration: hostConfiguration(batchSize: 7),
+                logger: testLogger)
+            try await running(host, whileStopping: { log.releaseHeld(stopHolding: true) }) {
+                try await host.waitForView("items", at: head)
+                let before = try Snapshot(host)
+
+                // Hold each rebuild batch's commit until the next batch has been read: that batch is processed
+                // while the one before it is not in the store yet. Every batch updates the `totals` document and
+                // the document counts, so each one depends on the batch before it.
+                log.holdRebuildBatches(true)
+                _ = try await host.rebuild(module: "counter")
+                var batches = 0
+                while await log.heldCommits.next() == 1 {
+                    batches += 1
+                    let after = try #require(log.units.last?.writes.first { $0.table == "rebuild" }?.value)
+                    let position = after.prefix(8).reduce(0) { $0 << 8 | LogPosition($1) }
+                    if position == head { break }
+                    #expect(await eventually { log.reads.contains { $0.limit == 28 && $0.after == position } })
+                    log.releaseHeld()
+                }
+                #expect(batches == 4)
+                log.releaseHeld(stopHolding: true)
+                try #require(await Self.rebuildFinished(host))
+                #expect(log.staleReads.isEmpty, "\(log.staleReads)")
+                #expect(try Snapshot(host) == before)
+                let status = try #require(await host.status("counter"))
+                #expect(status.checkpoint == head)
+                #expect(status.eventsProcessed == 100)
+            }
+        }
+    }
+
     @Test("while rebuilding, queries answer from the old views and appends keep being processed")
     func rebuildInProgress() async throws {
         try await withFreshLog { base, _ in

@@ -39,12 +39,13 @@ func withFreshLog<T>(_ body: (LMDBEventLog, String) async throws -> T) async thr
     }
 }
 
-/// A host configuration.
+/// A host configuration; a rebuild batch is four live batches.
 func hostConfiguration(batchSize: Int = 7, readYourWritesTimeout: Duration = .seconds(5))
     -> ProjectionHost.Configuration
 {
     var configuration = ProjectionHost.Configuration()
     configuration.batchSize = batchSize
+    configuration.rebuildBatchSize = 4 * batchSize
     configuration.readYourWritesTimeout = readYourWritesTimeout
     return configuration
 }
@@ -158,6 +159,10 @@ final class SpyLog: EventLog {
         var units: [CommitUnit] = []
         var holdRebuildBatches = false
         var held: [(CommitUnit, Completion)] = []
+        /// The units handed to ``commit(_:completion:)`` whose completion has not been called yet.
+        var outstanding: [UInt64: CommitUnit] = [:]
+        var nextUnit: UInt64 = 0
+        var staleReads: [String] = []
     }
 
     let base: LMDBEventLog
@@ -171,6 +176,9 @@ final class SpyLog: EventLog {
 
     var reads: [BatchRead] { state.withLock { $0.reads } }
     var units: [CommitUnit] { state.withLock { $0.units } }
+    /// The state reads of a key that a commit not yet completed writes: the store does not hold what the host
+    /// itself is about to write there, so such a read gives the host a stale value.
+    var staleReads: [String] { state.withLock { $0.staleReads } }
 
     /// Whether to hold the commits of rebuild batches from now on.
     func holdRebuildBatches(_ hold: Bool) {
@@ -200,6 +208,15 @@ final class SpyLog: EventLog {
     }
 
     func commit(_ unit: CommitUnit, completion: @escaping @Sendable (Result<[AppendResult], CommitError>) -> Void) {
+        let id = state.withLock { state -> UInt64 in
+            state.nextUnit += 1
+            state.outstanding[state.nextUnit] = unit
+            return state.nextUnit
+        }
+        let completion: Completion = { [self] result in
+            state.withLock { _ = $0.outstanding.removeValue(forKey: id) }
+            completion(result)
+        }
         let heldCount = state.withLock { state -> Int? in
             state.units.append(unit)
             guard state.holdRebuildBatches, Self.isRebuildBatch(unit) else { return nil }
@@ -240,9 +257,25 @@ final class SpyLog: EventLog {
         return batch
     }
 
-    func readState(table: String, key: [UInt8]) throws -> [UInt8]? { try base.readState(table: table, key: key) }
+    func readState(table: String, key: [UInt8]) throws -> [UInt8]? {
+        noteStaleReads(table: table, keys: [key])
+        return try base.readState(table: table, key: key)
+    }
 
-    func readState(table: String, keys: [[UInt8]]) throws -> [[UInt8]?] { try base.readState(table: table, keys: keys) }
+    func readState(table: String, keys: [[UInt8]]) throws -> [[UInt8]?] {
+        noteStaleReads(table: table, keys: keys)
+        return try base.readState(table: table, keys: keys)
+    }
+
+    private func noteStaleReads(table: String, keys: [[UInt8]]) {
+        state.withLock { state in
+            for unit in state.outstanding.values {
+                for write in unit.writes where write.table == table && keys.contains(write.key) {
+                    state.staleReads.append("\(table)/\(String(decoding: write.key, as: UTF8.self))")
+                }
+            }
+        }
+    }
 
     func scanState(table: String, prefix: [UInt8], after: [UInt8]?, limit: Int) throws -> [(
         key: [UInt8], value: [UInt8]
