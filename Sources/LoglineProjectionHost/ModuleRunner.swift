@@ -57,6 +57,9 @@ actor ModuleRunner {
         var failures: [String] = []
         /// The host is stopping: the work was cut short and must not be committed.
         var interrupted = false
+        /// The views could not be read to work out the writes: nothing of the run may be committed (its
+        /// checkpoint would pass events whose effects were never written).
+        var storageFailure: String?
         /// The views as they will be stored once this batch commits: what the next batch starts from while the
         /// commit is still in flight.
         var views = PendingViews()
@@ -303,6 +306,10 @@ actor ModuleRunner {
         let generation = handle.generation
         var outcome = await process(batch.events, generation: generation, mayEmit: true)
         if outcome.interrupted { return true }
+        if let failure = outcome.storageFailure {
+            await storageTrouble(failure)
+            return true
+        }
         let newCheckpoint = ViewStorage.Checkpoint(
             position: outcome.stoppedBefore.map { $0 - 1 } ?? batch.scannedThrough,
             processed: checkpoint.processed + outcome.processed)
@@ -488,7 +495,7 @@ actor ModuleRunner {
                 changes, generation: generation, stored: stored, counts: &outcome.views.counts)
             outcome.views.documents = changes.changes
         } catch {
-            outcome.failures.append("cannot read the views: \(error)")
+            outcome.storageFailure = "cannot read the views: \(error)"
         }
         let now = Timestamp.now()
         for parked in outcome.parked {
@@ -654,6 +661,11 @@ actor ModuleRunner {
                 batch.events, generation: progress.generation, mayEmit: false, after: pending,
                 parkingIn: ViewStorage.rebuildParkedTable(name))
             if outcome.interrupted { break }
+            if let failure = outcome.storageFailure {
+                if let inFlight { _ = await settle(inFlight) }
+                await storageTrouble(failure)
+                return true
+            }
             let next = RebuildProgress(
                 generation: progress.generation,
                 checkpoint: ViewStorage.Checkpoint(
@@ -882,6 +894,7 @@ actor ModuleRunner {
             return .failure(.notFound("no parked event at position \(position) for \(name)"))
         }
         var outcome = await process([event], generation: handle.generation, mayEmit: true)
+        if let failure = outcome.storageFailure { return .failure(.internal(failure)) }
         guard outcome.parked.isEmpty, outcome.stoppedBefore == nil else {
             let error = outcome.failures.last ?? "failed again"
             var updated = (try? JSONValue(parsing: record))?.objectValue ?? [:]

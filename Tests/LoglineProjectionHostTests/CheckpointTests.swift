@@ -59,3 +59,45 @@ struct CheckpointTests {
         }
     }
 }
+
+/// Puts one document per event without reading it first, so the host reads the stored one when it works out
+/// the writes (for the view's indexes).
+private struct BlindWriter: Projector {
+    var name = "blind"
+    var handledEventTypes: Set<String> { ["item-added"] }
+    var views: [ViewDefinition] { [ViewDefinition(name: "blind-items", indexes: ["color"])] }
+
+    func apply(_ event: ModuleEvent, to views: inout ViewChanges) throws {
+        guard let key = event.data["key"]?.stringValue else { throw TestModuleError(description: "no key") }
+        try views.put(
+            "blind-items", key: key,
+            document: ["color": event.data["color"] ?? .null, "position": .number(JSONNumber(Int64(event.position)))])
+    }
+}
+
+@Suite("A failed read of the views")
+struct ViewReadFailureTests {
+    @Test("commits nothing: the batch runs again, and its effects and checkpoint are stored together")
+    func failedReadCommitsNothing() async throws {
+        try await withFreshLog { base, _ in
+            let log = SpyLog(base)
+            log.failStateReads(1)
+            let host = try ProjectionHost(
+                log: log, modules: [BlindWriter()], configuration: hostConfiguration(), logger: testLogger)
+            try await running(host) {
+                let position = try await base.appendAll([added("a", color: "blue")])
+                try await host.waitForView("blind-items", at: position)
+                let document = try host.json(view: "blind-items", key: "a")
+                #expect(document?["color"]?.stringValue == "blue")
+                #expect(document?["position"]?.int64Value == Int64(position))
+                let blue = try host.query(
+                    view: "blind-items", where: (field: "color", value: "blue"), limit: 10, after: nil)
+                #expect(blue.count == 1)
+                // Every unit that stored the checkpoint also wrote the document.
+                for unit in log.units where unit.writes.contains(where: { $0.table == "checkpoint" }) {
+                    #expect(unit.writes.contains { $0.table.hasPrefix("v/blind-items/") })
+                }
+            }
+        }
+    }
+}

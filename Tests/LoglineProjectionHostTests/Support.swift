@@ -140,6 +140,11 @@ final class Mailbox<Item: Sendable>: Sendable {
 
 // MARK: - A log that records what the host does with it
 
+/// What a read made to fail by ``SpyLog/failStateReads(_:)`` throws.
+struct SpyLogReadFailure: Error, CustomStringConvertible {
+    var description: String { "the test made this read fail" }
+}
+
 /// A real ``LMDBEventLog`` behind a thin layer that records the batches the host reads and the units it commits,
 /// and can hold back the commits of rebuild batches until the test releases them (like a very slow disk), so a
 /// test can look at the host while a rebuild is in progress without sleeping.
@@ -163,6 +168,7 @@ final class SpyLog: EventLog {
         var outstanding: [UInt64: CommitUnit] = [:]
         var nextUnit: UInt64 = 0
         var staleReads: [String] = []
+        var failingStateReads = 0
     }
 
     let base: LMDBEventLog
@@ -179,6 +185,12 @@ final class SpyLog: EventLog {
     /// The state reads of a key that a commit not yet completed writes: the store does not hold what the host
     /// itself is about to write there, so such a read gives the host a stale value.
     var staleReads: [String] { state.withLock { $0.staleReads } }
+
+    /// Makes the next `count` reads of several state keys at once (``readState(table:keys:)``) fail, as a failing
+    /// disk would.
+    func failStateReads(_ count: Int) {
+        state.withLock { $0.failingStateReads = count }
+    }
 
     /// Whether to hold the commits of rebuild batches from now on.
     func holdRebuildBatches(_ hold: Bool) {
@@ -263,6 +275,12 @@ final class SpyLog: EventLog {
     }
 
     func readState(table: String, keys: [[UInt8]]) throws -> [[UInt8]?] {
+        let fail = state.withLock { state -> Bool in
+            guard state.failingStateReads > 0 else { return false }
+            state.failingStateReads -= 1
+            return true
+        }
+        if fail { throw SpyLogReadFailure() }
         noteStaleReads(table: table, keys: keys)
         return try base.readState(table: table, keys: keys)
     }
