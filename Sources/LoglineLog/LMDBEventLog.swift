@@ -26,7 +26,7 @@ public final class LMDBEventLog: EventLog {
         public var streamIndexBatch: Int = 16_384
         /// How many bytes of the store's mapped pages may stay in the process's resident set before they are
         /// handed back to the page cache (``LoglineLMDB/LMDBEnvironment/releaseMappedPages()``), checked every
-        /// 50 ms; `nil` leaves them to the kernel.
+        /// 10 ms; `nil` leaves them to the kernel.
         public var residentMapLimit: Int? = 32 << 20
 
         /// The defaults.
@@ -87,6 +87,11 @@ public final class LMDBEventLog: EventLog {
     private let random = Mutex(BufferedSystemRandom())
     /// Signalled at close: the thread that hands the store's mapped pages back to the page cache stops.
     private let trimmerStop = DispatchSemaphore(value: 0)
+    /// The shared part of the resident set when the log opened (the program's code and libraries), and the limit
+    /// above it; `nil` when pages are left to the kernel.
+    private let mapResidency: (baseline: Int, limit: Int)?
+    /// When the writer last looked at the resident set, in nanoseconds of the continuous clock.
+    private let lastResidencyCheck = Atomic<Int64>(0)
     private let trimmerFinished = DispatchSemaphore(value: 0)
 
     /// Opens the log in `directory`, creating the directory and the store when missing.
@@ -141,6 +146,11 @@ public final class LMDBEventLog: EventLog {
         self.head = Atomic(lastPosition)
         self.lastRecordedAt = Atomic(0)
         self.pendingIndex = Mutex(PendingStreamIndex(indexedThrough: lastPosition))
+        if let limit = configuration.residentMapLimit, let baseline = LMDBEnvironment.residentSharedBytes() {
+            self.mapResidency = (baseline, limit)
+        } else {
+            self.mapResidency = nil
+        }
         do {
             try checkFormat(head: lastPosition)
             try indexUnindexedEvents(head: lastPosition)
@@ -149,8 +159,8 @@ public final class LMDBEventLog: EventLog {
         } catch {
             throw OpenError.corrupt("cannot read the store in \(absolute): \(error)")
         }
-        if let limit = configuration.residentMapLimit {
-            let trimmer = Thread { [self] in self.trimMappedPages(above: limit) }
+        if mapResidency != nil {
+            let trimmer = Thread { [self] in self.trimMappedPages() }
             trimmer.name = "logline-map-trimmer"
             trimmer.start()
         } else {
@@ -258,21 +268,24 @@ public final class LMDBEventLog: EventLog {
         logger.info("event log closed", metadata: ["last_position": "\(headPosition)"])
     }
 
-    /// Every 50 ms until close: when the shared part of the process's resident set has grown by more than `limit`
-    /// bytes since the log opened (the store's mapped pages), hands them back to the page cache
-    /// (``Configuration/residentMapLimit``).
-    private func trimMappedPages(above limit: Int) {
-        // The shared part of the resident set also holds the program's own code and libraries: measured once here,
-        // before the store's pages come in, and counted out.
-        guard let baseline = LMDBEnvironment.residentSharedBytes() else {
-            trimmerFinished.signal()
-            return
-        }
-        while trimmerStop.wait(timeout: .now() + .milliseconds(50)) == .timedOut {
-            guard let resident = LMDBEnvironment.residentSharedBytes(), resident - baseline > limit else { continue }
-            if environment.releaseMappedPages() { metrics.mapReleases.increment() }
+    /// Every 10 ms until close, ``releaseMappedPagesOverLimit()``.
+    private func trimMappedPages() {
+        while trimmerStop.wait(timeout: .now() + .milliseconds(10)) == .timedOut {
+            releaseMappedPagesOverLimit()
         }
         trimmerFinished.signal()
+    }
+
+    /// When the shared part of the process's resident set has grown by more than the limit since the log opened
+    /// (the store's mapped pages), hands those pages back to the page cache (``Configuration/residentMapLimit``).
+    ///
+    /// The writer also calls this after its commits, at most every 5 ms: a large commit (a rebuild's batch) maps in
+    /// tens of megabytes of pages at once, faster than the thread, which competes for the same cores, looks.
+    private func releaseMappedPagesOverLimit() {
+        guard let (baseline, limit) = mapResidency, let resident = LMDBEnvironment.residentSharedBytes(),
+            resident - baseline > limit
+        else { return }
+        if environment.releaseMappedPages() { metrics.mapReleases.increment() }
     }
 
     /// Writes the pending stream-index entries at close, so that a stopped store is indexed through its head.
@@ -725,7 +738,17 @@ public final class LMDBEventLog: EventLog {
         if outcome.head != startHead {
             for listener in listeners.withLock({ $0 }) { listener(outcome.head) }
         }
+        if mapResidency != nil {
+            let now = Self.nanoseconds(ContinuousClock.now - Self.clockOrigin)
+            if now - lastResidencyCheck.load(ordering: .relaxed) >= 5_000_000 {
+                lastResidencyCheck.store(now, ordering: .relaxed)
+                releaseMappedPagesOverLimit()
+            }
+        }
     }
+
+    /// An instant to measure the writer's residency checks from.
+    private static let clockOrigin = ContinuousClock.now
 
     /// What one group commit did, counted from its outcomes and recorded once.
     private struct CommitTally {
