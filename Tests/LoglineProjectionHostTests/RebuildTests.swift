@@ -62,6 +62,24 @@ struct RebuildTests {
         }
     }
 
+    /// Runs `body` with a host running the counter over ``history()`` on a ``SpyLog``, caught up with the head, and
+    /// the views as they stand then; rebuild commits still held are released when the host stops.
+    static func withCaughtUpCounter(
+        _ body: (SpyLog, ProjectionHost, LogPosition, Snapshot) async throws -> Void
+    ) async throws {
+        try await withFreshLog { base, _ in
+            let log = SpyLog(base)
+            let head = try await log.appendAll(history())
+            let host = try ProjectionHost(
+                log: log, modules: [CountingProjector()], configuration: hostConfiguration(batchSize: 7),
+                logger: testLogger)
+            try await running(host, whileStopping: { log.releaseHeld(stopHolding: true) }) {
+                try await host.waitForView("items", at: head)
+                try await body(log, host, head, try Snapshot(host))
+            }
+        }
+    }
+
     /// Waits until the counter is running again with no rebuild in progress.
     ///
     /// The swap is announced by nothing a test can await: this looks at PROJECTIONS, within a bound.
@@ -74,134 +92,107 @@ struct RebuildTests {
 
     @Test("REBUILD swaps in views identical to the ones it replaces, with the checkpoint at the head")
     func rebuildIdentical() async throws {
-        try await withFreshLog { base, _ in
-            let log = SpyLog(base)
-            let head = try await log.appendAll(Self.history())
-            let host = try ProjectionHost(
-                log: log, modules: [CountingProjector()], configuration: hostConfiguration(batchSize: 7),
-                logger: testLogger)
-            try await running(host) {
-                try await host.waitForView("items", at: head)
-                let before = try Snapshot(host)
-                #expect(before == (try Snapshot(folding: log.everything())))
-                #expect(!before.items.isEmpty)
-                let statusBefore = try #require(await host.status("counter"))
+        try await Self.withCaughtUpCounter { log, host, head, before in
+            #expect(before == (try Snapshot(folding: log.everything())))
+            #expect(!before.items.isEmpty)
+            let statusBefore = try #require(await host.status("counter"))
 
-                for round in 1...2 {
-                    let message = try await host.rebuild(module: "counter")
-                    #expect(!message.isEmpty)
-                    try #require(await Self.rebuildFinished(host), "rebuild \(round) did not finish")
-                    let after = try Snapshot(host)
-                    #expect(after == before, "after rebuild \(round)")
-                    let status = try #require(await host.status("counter"))
-                    #expect(status.checkpoint == head)
-                    #expect(status.lag == 0)
-                    #expect(status.eventsProcessed == statusBefore.eventsProcessed)
-                    #expect(status.lastError == nil)
-                }
-                // Two swaps happened (each writes the module's active generation).
-                let swaps = log.units.filter { unit in unit.writes.contains { $0.table == "generation" } }
-                #expect(swaps.count == 2)
-
-                // The views keep following the log afterwards.
-                let position = try await log.appendEach([added("after", color: "purple", size: 3)])[0]
-                try await host.waitForView("items", at: position)
-                #expect(try Snapshot(host) == (try Snapshot(folding: log.everything())))
+            for round in 1...2 {
+                let message = try await host.rebuild(module: "counter")
+                #expect(!message.isEmpty)
+                try #require(await Self.rebuildFinished(host), "rebuild \(round) did not finish")
+                let after = try Snapshot(host)
+                #expect(after == before, "after rebuild \(round)")
+                let status = try #require(await host.status("counter"))
+                #expect(status.checkpoint == head)
+                #expect(status.lag == 0)
+                #expect(status.eventsProcessed == statusBefore.eventsProcessed)
+                #expect(status.lastError == nil)
             }
+            // Two swaps happened (each writes the module's active generation).
+            let swaps = log.units.filter { unit in unit.writes.contains { $0.table == "generation" } }
+            #expect(swaps.count == 2)
+
+            // The views keep following the log afterwards.
+            let position = try await log.appendEach([added("after", color: "purple", size: 3)])[0]
+            try await host.waitForView("items", at: position)
+            #expect(try Snapshot(host) == (try Snapshot(folding: log.everything())))
         }
     }
 
     @Test("a rebuild batch processed while the one before it commits reads that batch's documents, not the store's")
     func rebuildOverlapsCommits() async throws {
-        try await withFreshLog { base, _ in
-            let log = SpyLog(base)
-            let head = try await log.appendAll(Self.history())
-            let host = try ProjectionHost(
-                log: log, modules: [CountingProjector()], configuration: hostConfiguration(batchSize: 7),
-                logger: testLogger)
-            try await running(host, whileStopping: { log.releaseHeld(stopHolding: true) }) {
-                try await host.waitForView("items", at: head)
-                let before = try Snapshot(host)
+        try await Self.withCaughtUpCounter { log, host, head, before in
 
-                // Hold each rebuild batch's commit until the next batch has been read: that batch is processed
-                // while the one before it is not in the store yet. Every batch updates the `totals` document and
-                // the document counts, so each one depends on the batch before it.
-                log.holdRebuildBatches(true)
-                _ = try await host.rebuild(module: "counter")
-                var batches = 0
-                while await log.heldCommits.next() == 1 {
-                    batches += 1
-                    let after = try #require(log.units.last?.writes.first { $0.table == "rebuild" }?.value)
-                    let position = after.prefix(8).reduce(0) { $0 << 8 | LogPosition($1) }
-                    if position == head { break }
-                    #expect(await eventually { log.reads.contains { $0.limit == 28 && $0.after == position } })
-                    log.releaseHeld()
-                }
-                #expect(batches == 4)
-                log.releaseHeld(stopHolding: true)
-                try #require(await Self.rebuildFinished(host))
-                #expect(log.staleReads.isEmpty, "\(log.staleReads)")
-                #expect(try Snapshot(host) == before)
-                let status = try #require(await host.status("counter"))
-                #expect(status.checkpoint == head)
-                #expect(status.eventsProcessed == 100)
+            // Hold each rebuild batch's commit until the next batch has been read: that batch is processed
+            // while the one before it is not in the store yet. Every batch updates the `totals` document and
+            // the document counts, so each one depends on the batch before it.
+            log.holdRebuildBatches(true)
+            _ = try await host.rebuild(module: "counter")
+            var batches = 0
+            while await log.heldCommits.next() == 1 {
+                batches += 1
+                let after = try #require(log.units.last?.writes.first { $0.table == "rebuild" }?.value)
+                let position = after.prefix(8).reduce(0) { $0 << 8 | LogPosition($1) }
+                if position == head { break }
+                #expect(await eventually { log.reads.contains { $0.limit == 28 && $0.after == position } })
+                log.releaseHeld()
             }
+            #expect(batches == 4)
+            log.releaseHeld(stopHolding: true)
+            try #require(await Self.rebuildFinished(host))
+            #expect(log.staleReads.isEmpty, "\(log.staleReads)")
+            #expect(try Snapshot(host) == before)
+            let status = try #require(await host.status("counter"))
+            #expect(status.checkpoint == head)
+            #expect(status.eventsProcessed == 100)
         }
     }
 
     @Test("while rebuilding, queries answer from the old views and appends keep being processed")
     func rebuildInProgress() async throws {
-        try await withFreshLog { base, _ in
-            let log = SpyLog(base)
-            let head = try await log.appendAll(Self.history())
-            let host = try ProjectionHost(
-                log: log, modules: [CountingProjector()], configuration: hostConfiguration(batchSize: 7),
-                logger: testLogger)
-            try await running(host, whileStopping: { log.releaseHeld(stopHolding: true) }) {
-                try await host.waitForView("items", at: head)
-                let before = try Snapshot(host)
+        try await Self.withCaughtUpCounter { log, host, head, before in
 
-                // Hold each rebuild batch's commit until released, as a slow disk would.
-                log.holdRebuildBatches(true)
-                _ = try await host.rebuild(module: "counter")
-                // The first rebuild batch (positions 1…28, a rebuild reads 4 × 7) is waiting to commit.
-                #expect(await log.heldCommits.next() == 1)
-                var status = try #require(await host.status("counter"))
-                #expect(status.state == .rebuilding)
-                #expect(status.rebuildPosition == 0)
-                #expect(status.checkpoint == head)
-                #expect(try Snapshot(host) == before)
+            // Hold each rebuild batch's commit until released, as a slow disk would.
+            log.holdRebuildBatches(true)
+            _ = try await host.rebuild(module: "counter")
+            // The first rebuild batch (positions 1…28, a rebuild reads 4 × 7) is waiting to commit.
+            #expect(await log.heldCommits.next() == 1)
+            var status = try #require(await host.status("counter"))
+            #expect(status.state == .rebuilding)
+            #expect(status.rebuildPosition == 0)
+            #expect(status.checkpoint == head)
+            #expect(try Snapshot(host) == before)
 
-                // Appends during the rebuild.
-                let extra = try await log.appendEach([
-                    added("late", color: "red", size: 2), recolored(key(0), to: "purple"), removed(key(5)),
-                ])
-                log.releaseHeld()
-                // The next rebuild batch waits; the live module processed the appends in between.
-                #expect(await log.heldCommits.next() == 1)
-                status = try #require(await host.status("counter"))
-                #expect(status.state == .rebuilding)
-                #expect(status.rebuildPosition == 28)
-                #expect(status.checkpoint == extra.last)
-                try await host.waitForView("items", at: extra.last!)
-                // The live views are complete, not the half-built copy.
-                let during = try Snapshot(host)
-                #expect(during == (try Snapshot(folding: log.everything())))
-                #expect(during.items.contains { $0["key"] == "late" })
+            // Appends during the rebuild.
+            let extra = try await log.appendEach([
+                added("late", color: "red", size: 2), recolored(key(0), to: "purple"), removed(key(5)),
+            ])
+            log.releaseHeld()
+            // The next rebuild batch waits; the live module processed the appends in between.
+            #expect(await log.heldCommits.next() == 1)
+            status = try #require(await host.status("counter"))
+            #expect(status.state == .rebuilding)
+            #expect(status.rebuildPosition == 28)
+            #expect(status.checkpoint == extra.last)
+            try await host.waitForView("items", at: extra.last!)
+            // The live views are complete, not the half-built copy.
+            let during = try Snapshot(host)
+            #expect(during == (try Snapshot(folding: log.everything())))
+            #expect(during.items.contains { $0["key"] == "late" })
 
-                log.releaseHeld(stopHolding: true)
-                try #require(await Self.rebuildFinished(host))
-                status = try #require(await host.status("counter"))
-                #expect(status.checkpoint == log.headPosition)
-                #expect(status.lag == 0)
-                #expect(status.eventsProcessed == 103)
-                #expect(try Snapshot(host) == during)
+            log.releaseHeld(stopHolding: true)
+            try #require(await Self.rebuildFinished(host))
+            status = try #require(await host.status("counter"))
+            #expect(status.checkpoint == log.headPosition)
+            #expect(status.lag == 0)
+            #expect(status.eventsProcessed == 103)
+            #expect(try Snapshot(host) == during)
 
-                let position = try await log.appendEach([added("after", color: "blue", size: 1)])[0]
-                try await host.waitForView("items", at: position)
-                #expect(try Snapshot(host) == (try Snapshot(folding: log.everything())))
-                #expect(try host.json(view: "totals", key: "all") == ["events": 104])
-            }
+            let position = try await log.appendEach([added("after", color: "blue", size: 1)])[0]
+            try await host.waitForView("items", at: position)
+            #expect(try Snapshot(host) == (try Snapshot(folding: log.everything())))
+            #expect(try host.json(view: "totals", key: "all") == ["events": 104])
         }
     }
 
