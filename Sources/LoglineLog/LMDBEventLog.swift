@@ -27,7 +27,7 @@ public final class LMDBEventLog: EventLog {
         /// How many bytes of the store's mapped pages may stay in the process's resident set before they are
         /// handed back to the page cache (``LoglineLMDB/LMDBEnvironment/releaseMappedPages()``), checked every
         /// 10 ms; `nil` leaves them to the kernel.
-        public var residentMapLimit: Int? = 32 << 20
+        public var residentMapLimit: Int? = 16 << 20
 
         /// The defaults.
         public init() {}

@@ -19,8 +19,10 @@ public final class ProjectionHost: Service, Sendable {
         public var batchSize: Int = 1000
         /// The most events a rebuild takes into one transaction. Larger than ``batchSize``: a rebuild replays
         /// the whole log, and the fewer batches an order's events are spread over, the fewer times its document
-        /// is written.
-        public var rebuildBatchSize: Int = 16000
+        /// is written. Not larger: a batch and the one committing beside it are held in memory, and at 16,000
+        /// the server's peak RSS over a rebuild of 1,000,000 order events was 170-180 MB against 134-137 MB at
+        /// 8,000, for 10-15% more speed.
+        public var rebuildBatchSize: Int = 8000
         /// How long a query with `AT` waits for its view before `-TIMEOUT`.
         public var readYourWritesTimeout: Duration = .seconds(5)
 
