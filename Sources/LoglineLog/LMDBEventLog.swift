@@ -26,8 +26,12 @@ public final class LMDBEventLog: EventLog {
         public var streamIndexBatch: Int = 16_384
         /// How many bytes of the store's mapped pages may stay in the process's resident set before they are
         /// handed back to the page cache (``LoglineLMDB/LMDBEnvironment/releaseMappedPages()``), checked every
-        /// 10 ms; `nil` leaves them to the kernel.
-        public var residentMapLimit: Int? = 16 << 20
+        /// 10 ms; `nil` (the default) leaves them to the kernel.
+        ///
+        /// The measure is the whole process's (its shared resident pages since the log opened), so set it only
+        /// where this log is the one store of the process, as `logline serve` does: with several logs open, each
+        /// would count the others' pages and hand its own back again and again.
+        public var residentMapLimit: Int?
 
         /// The defaults.
         public init() {}

@@ -226,6 +226,8 @@ struct Serve: AsyncParsableCommand {
         do {
             var logConfiguration = LMDBEventLog.Configuration()
             logConfiguration.streamIndexBatch = streamIndexBatch
+            // The server's one store: its mapped pages leave the resident set past 16 MB.
+            logConfiguration.residentMapLimit = 16 << 20
             log = try LMDBEventLog(directory: data, configuration: logConfiguration, logger: logger)
         } catch {
             FileHandle.standardError.write(Data("logline: error: \(error)\n".utf8))
