@@ -206,8 +206,8 @@ public final class LMDBEventLog: EventLog {
     }
 
     /// Writes the `stream_events` entries of the events after `indexed_through`: those of the last commits before
-    /// the process stopped without writing its ``PendingStreamIndex``. At most ``Configuration/streamIndexBatch``
-    /// events and one commit, before the writer starts.
+    /// the process stopped without writing its ``PendingStreamIndex``: fewer than ``Configuration/streamIndexBatch``
+    /// events and one group commit's, in one transaction, before the writer starts.
     private func indexUnindexedEvents(head: LogPosition) throws {
         let indexedThrough = try environment.read { transaction in try self.indexedThrough(in: transaction) }
         guard indexedThrough < head else { return }
