@@ -57,8 +57,8 @@ actor ModuleRunner {
         var failures: [String] = []
         /// The host is stopping: the work was cut short and must not be committed.
         var interrupted = false
-        /// The views could not be read to work out the writes: nothing of the run may be committed (its
-        /// checkpoint would pass events whose effects were never written).
+        /// The views could not be read, by the module or to work out the writes: nothing of the run may be committed
+        /// (its checkpoint would pass events whose effects were never written, or that were parked for nothing).
         var storageFailure: String?
         /// The views as they will be stored once this batch commits: what the next batch starts from while the
         /// commit is still in flight.
@@ -463,6 +463,12 @@ actor ModuleRunner {
                     outcome.processed += 1
                     continue eventLoop
                 } catch {
+                    if let failure = error as? ViewReadFailure {
+                        // The store, not the event: nothing of the run is committed, and it runs again later
+                        // rather than use up the event's attempts and park it.
+                        outcome.storageFailure = "cannot read the views: \(failure.underlying)"
+                        return outcome
+                    }
                     let message = "position \(event.position) (\(event.eventType)): \(error)"
                     if attempt < policy.attempts {
                         do {
@@ -535,10 +541,15 @@ actor ModuleRunner {
             uniqueKeysWithValues: views.map { ($0.name, ViewStorage.documentTable($0.name, generation: generation)) })
         return { view, key in
             if let known = stored.document(view, key) { return known }
-            let document = try log.readState(
-                table: tables[view] ?? ViewStorage.documentTable(view, generation: generation),
-                key: ViewStorage.bytes(key)
-            ).map { try JSONValue(parsing: $0) }
+            let bytes: [UInt8]?
+            do {
+                bytes = try log.readState(
+                    table: tables[view] ?? ViewStorage.documentTable(view, generation: generation),
+                    key: ViewStorage.bytes(key))
+            } catch {
+                throw ViewReadFailure(underlying: "\(error)")
+            }
+            let document = try bytes.map { try JSONValue(parsing: $0) }
             stored.remember(document, view, key)
             return document
         }
@@ -1030,4 +1041,12 @@ final class PendingCommit: Sendable {
             }
         }
     }
+}
+
+/// A read of a module's views from the store failed while the module ran: thrown through the module, so that the
+/// runner tells a failing store from a failing event.
+struct ViewReadFailure: Error, CustomStringConvertible {
+    let underlying: String
+
+    var description: String { "cannot read the views: \(underlying)" }
 }

@@ -101,3 +101,28 @@ struct ViewReadFailureTests {
         }
     }
 }
+
+@Suite("A failed read inside a module")
+struct ModuleReadFailureTests {
+    @Test("is the store's failure, not the event's: the batch runs again instead of parking the event")
+    func failedReadDoesNotPark() async throws {
+        try await withFreshLog { base, _ in
+            let log = SpyLog(base)
+            // One attempt per event: a failure the module reported would park the event at once.
+            let projector = PoisonProjector(name: "poison", view: "poisoned", failurePolicy: .park(attempts: 1))
+            let host = try ProjectionHost(
+                log: log, modules: [projector], configuration: hostConfiguration(), logger: testLogger)
+            try await running(host) {
+                let first = try await base.appendAll([added("a")])
+                try await host.waitForView("poisoned", at: first)
+                log.failDocumentReads(1)
+                let second = try await base.appendAll([added("b")])
+                try await host.waitForView("poisoned", at: second)
+                #expect(try host.parked(module: "poison").isEmpty)
+                #expect(await host.status("poison")?.parkedCount == 0)
+                #expect(try host.json(view: "poisoned", key: "b")?["position"]?.int64Value == Int64(second))
+                #expect(try host.json(view: "poisoned", key: "tally")?["applied"]?.int64Value == 2)
+            }
+        }
+    }
+}

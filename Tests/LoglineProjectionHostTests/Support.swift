@@ -169,6 +169,7 @@ final class SpyLog: EventLog {
         var nextUnit: UInt64 = 0
         var staleReads: [String] = []
         var failingStateReads = 0
+        var failingDocumentReads = 0
     }
 
     let base: LMDBEventLog
@@ -190,6 +191,12 @@ final class SpyLog: EventLog {
     /// disk would.
     func failStateReads(_ count: Int) {
         state.withLock { $0.failingStateReads = count }
+    }
+
+    /// Makes the next `count` reads of one document of a view (``readState(table:key:)`` of a `v/…` table, as a
+    /// module's `document` reads do) fail, as a failing disk would.
+    func failDocumentReads(_ count: Int) {
+        state.withLock { $0.failingDocumentReads = count }
     }
 
     /// Whether to hold the commits of rebuild batches from now on.
@@ -270,6 +277,12 @@ final class SpyLog: EventLog {
     }
 
     func readState(table: String, key: [UInt8]) throws -> [UInt8]? {
+        let fail = state.withLock { state -> Bool in
+            guard state.failingDocumentReads > 0, table.hasPrefix("v/") else { return false }
+            state.failingDocumentReads -= 1
+            return true
+        }
+        if fail { throw SpyLogReadFailure() }
         noteStaleReads(table: table, keys: [key])
         return try base.readState(table: table, key: key)
     }
