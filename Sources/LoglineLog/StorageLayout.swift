@@ -38,11 +38,18 @@ enum StorageLayout {
     }
 
     static func streamKey(_ stream: StreamName) -> [UInt8] {
+        streamKey(aggregateType: stream.aggregateType.utf8, aggregateID: stream.aggregateID.utf8)
+    }
+
+    /// A stream's key from the bytes of its names: `aggregate_type`, 0, `aggregate_id`, 0.
+    static func streamKey(
+        aggregateType: some Collection<UInt8>, aggregateID: some Collection<UInt8>
+    ) -> [UInt8] {
         var key = [UInt8]()
-        key.reserveCapacity(stream.aggregateType.utf8.count + stream.aggregateID.utf8.count + 2)
-        key.append(contentsOf: stream.aggregateType.utf8)
+        key.reserveCapacity(aggregateType.count + aggregateID.count + 2)
+        key.append(contentsOf: aggregateType)
         key.append(0)
-        key.append(contentsOf: stream.aggregateID.utf8)
+        key.append(contentsOf: aggregateID)
         key.append(0)
         return key
     }
@@ -145,13 +152,7 @@ struct StoredEventView {
 
     /// The key of the event's stream, as ``StorageLayout/streamKey(_:)`` makes it.
     var streamKey: [UInt8] {
-        var key = [UInt8]()
-        key.reserveCapacity(aggregateType.count + aggregateID.count + 2)
-        key.append(contentsOf: aggregateType)
-        key.append(0)
-        key.append(contentsOf: aggregateID)
-        key.append(0)
-        return key
+        StorageLayout.streamKey(aggregateType: aggregateType, aggregateID: aggregateID)
     }
 
     var recordedEvent: RecordedEvent {
