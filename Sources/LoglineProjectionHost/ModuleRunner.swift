@@ -466,7 +466,7 @@ actor ModuleRunner {
                     if let failure = error as? ViewReadFailure {
                         // The store, not the event: nothing of the run is committed, and it runs again later
                         // rather than use up the event's attempts and park it.
-                        outcome.storageFailure = "cannot read the views: \(failure.underlying)"
+                        outcome.storageFailure = failure.description
                         return outcome
                     }
                     let message = "position \(event.position) (\(event.eventType)): \(error)"
@@ -501,7 +501,7 @@ actor ModuleRunner {
                 changes, generation: generation, stored: stored, counts: &outcome.views.counts)
             outcome.views.documents = changes.changes
         } catch {
-            outcome.storageFailure = "cannot read the views: \(error)"
+            outcome.storageFailure = ViewReadFailure(underlying: "\(error)").description
         }
         let now = Timestamp.now()
         for parked in outcome.parked {
@@ -659,9 +659,7 @@ actor ModuleRunner {
                 batch = try log.readBatch(
                     after: progress.checkpoint.position, limit: rebuildBatchSize, eventTypes: handledEventTypes)
             } catch {
-                if let inFlight { _ = await settle(inFlight) }
-                await storageTrouble("rebuild read failed: \(error)")
-                return true
+                return await stopBurst(settling: inFlight, storageTrouble: "rebuild read failed: \(error)")
             }
             if batch.scannedThrough <= progress.checkpoint.position {
                 caughtUp = true
@@ -673,9 +671,7 @@ actor ModuleRunner {
                 parkingIn: ViewStorage.rebuildParkedTable(name))
             if outcome.interrupted { break }
             if let failure = outcome.storageFailure {
-                if let inFlight { _ = await settle(inFlight) }
-                await storageTrouble(failure)
-                return true
+                return await stopBurst(settling: inFlight, storageTrouble: failure)
             }
             let next = RebuildProgress(
                 generation: progress.generation,
@@ -711,6 +707,15 @@ actor ModuleRunner {
         // Caught up with the log. Swap once the live views are not ahead of the shadow copy.
         if progress.checkpoint.position >= checkpoint.position { await swap(progress) }
         return progress.checkpoint.position >= checkpoint.position
+    }
+
+    /// Ends a rebuild burst on a storage failure: settles the commit in flight, then waits as ``storageTrouble(_:)``
+    /// does. The loop runs the rebuild again from its progress.
+    /// - Returns: `true`: there was work.
+    private func stopBurst(settling inFlight: RebuildCommit?, storageTrouble message: String) async -> Bool {
+        if let inFlight { _ = await settle(inFlight) }
+        await storageTrouble(message)
+        return true
     }
 
     /// Whether the loop has other work that a rebuild burst must not hold up: an operation, live events, or
