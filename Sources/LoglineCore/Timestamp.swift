@@ -55,38 +55,51 @@ public struct Timestamp: Hashable, Sendable, Comparable, CustomStringConvertible
     /// Appends the RFC 3339 form, `YYYY-MM-DDTHH:MM:SS.mmmZ`, to `buffer`.
     /// - Parameter buffer: Where the 24 bytes go.
     public func appendRFC3339(to buffer: inout [UInt8]) {
-        let (year, month, day, msOfDay) = civil
-
-        func digits(_ value: Int64, _ width: Int) {
-            var divisor: Int64 = 1
-            for _ in 1..<width { divisor *= 10 }
-            var rest = value
-            while divisor > 0 {
-                buffer.append(UInt8(ascii: "0") + UInt8(rest / divisor % 10))
-                rest %= divisor
-                divisor /= 10
-            }
-        }
-        if (0...9999).contains(year) {
-            digits(year, 4)
+        let fields = civil
+        let yearWidth: Int
+        if (0...9999).contains(fields.year) {
+            yearWidth = 4
         } else {
             // Outside RFC 3339's years: an ISO 8601 expanded year, which ``init(rfc3339:)`` does not accept.
-            buffer.append(contentsOf: (year < 0 ? "-" : "+").utf8)
-            buffer.append(contentsOf: String(year.magnitude).utf8)
+            buffer.append(contentsOf: (fields.year < 0 ? "-" : "+").utf8)
+            buffer.append(contentsOf: String(fields.year.magnitude).utf8)
+            yearWidth = 0
         }
-        buffer.append(UInt8(ascii: "-"))
-        digits(month, 2)
-        buffer.append(UInt8(ascii: "-"))
-        digits(day, 2)
-        buffer.append(UInt8(ascii: "T"))
-        digits(msOfDay / 3_600_000, 2)
-        buffer.append(UInt8(ascii: ":"))
-        digits(msOfDay / 60_000 % 60, 2)
-        buffer.append(UInt8(ascii: ":"))
-        digits(msOfDay / 1000 % 60, 2)
-        buffer.append(UInt8(ascii: "."))
-        digits(msOfDay % 1000, 3)
-        buffer.append(UInt8(ascii: "Z"))
+        let start = buffer.count
+        buffer.append(contentsOf: repeatElement(0, count: yearWidth + 20))
+        buffer.withUnsafeMutableBufferPointer { bytes in
+            Self.write(fields, yearWidth: yearWidth, into: UnsafeMutableBufferPointer(rebasing: bytes[start...]))
+        }
+    }
+
+    /// Writes the year in `yearWidth` digits (none when 0), then `-MM-DDTHH:MM:SS.mmmZ`, into `text`, which holds
+    /// exactly that many bytes.
+    private static func write(
+        _ fields: (year: Int64, month: Int64, day: Int64, msOfDay: Int64), yearWidth: Int,
+        into text: UnsafeMutableBufferPointer<UInt8>
+    ) {
+        func digits(_ value: Int64, _ width: Int, at offset: Int) {
+            var rest = value
+            for index in stride(from: offset + width - 1, through: offset, by: -1) {
+                text[index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest % 10)
+                rest /= 10
+            }
+        }
+        if yearWidth > 0 { digits(fields.year, yearWidth, at: 0) }
+        let tail = yearWidth
+        text[tail] = UInt8(ascii: "-")
+        digits(fields.month, 2, at: tail + 1)
+        text[tail + 3] = UInt8(ascii: "-")
+        digits(fields.day, 2, at: tail + 4)
+        text[tail + 6] = UInt8(ascii: "T")
+        digits(fields.msOfDay / 3_600_000, 2, at: tail + 7)
+        text[tail + 9] = UInt8(ascii: ":")
+        digits(fields.msOfDay / 60_000 % 60, 2, at: tail + 10)
+        text[tail + 12] = UInt8(ascii: ":")
+        digits(fields.msOfDay / 1000 % 60, 2, at: tail + 13)
+        text[tail + 15] = UInt8(ascii: ".")
+        digits(fields.msOfDay % 1000, 3, at: tail + 16)
+        text[tail + 19] = UInt8(ascii: "Z")
     }
 
     /// Parses `YYYY-MM-DDTHH:MM:SS[.fff]Z`, the form this type writes.
@@ -135,8 +148,8 @@ public struct Timestamp: Hashable, Sendable, Comparable, CustomStringConvertible
 
     /// The RFC 3339 form.
     public var description: String {
-        let (year, month, day, msOfDay) = civil
-        guard (0...9999).contains(year) else {
+        let fields = civil
+        guard (0...9999).contains(fields.year) else {
             var buffer = [UInt8]()
             buffer.reserveCapacity(32)
             appendRFC3339(to: &buffer)
@@ -144,27 +157,7 @@ public struct Timestamp: Hashable, Sendable, Comparable, CustomStringConvertible
         }
         // The common case, written in place: projections format a timestamp for nearly every event.
         return String(unsafeUninitializedCapacity: 24) { text in
-            func digits(_ value: Int64, _ width: Int, at offset: Int) {
-                var rest = value
-                for index in stride(from: offset + width - 1, through: offset, by: -1) {
-                    text[index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest % 10)
-                    rest /= 10
-                }
-            }
-            digits(year, 4, at: 0)
-            text[4] = UInt8(ascii: "-")
-            digits(month, 2, at: 5)
-            text[7] = UInt8(ascii: "-")
-            digits(day, 2, at: 8)
-            text[10] = UInt8(ascii: "T")
-            digits(msOfDay / 3_600_000, 2, at: 11)
-            text[13] = UInt8(ascii: ":")
-            digits(msOfDay / 60_000 % 60, 2, at: 14)
-            text[16] = UInt8(ascii: ":")
-            digits(msOfDay / 1000 % 60, 2, at: 17)
-            text[19] = UInt8(ascii: ".")
-            digits(msOfDay % 1000, 3, at: 20)
-            text[23] = UInt8(ascii: "Z")
+            Self.write(fields, yearWidth: 4, into: UnsafeMutableBufferPointer(rebasing: text[0..<24]))
             return 24
         }
     }

@@ -125,6 +125,20 @@ struct TimestampTests {
     }
 
     @Test(
+        "years outside 0000 to 9999 are written as ISO 8601 expanded years, the rest of the text as usual",
+        arguments: [
+            (Int64(253_402_300_800_000), "+10000-01-01T00:00:00.000Z"),
+            (-62_167_219_200_001, "-1-12-31T23:59:59.999Z"),
+        ])
+    func expandedYears(_ milliseconds: Int64, _ expected: String) {
+        let timestamp = Timestamp(millisecondsSinceEpoch: milliseconds)
+        #expect(timestamp.description == expected)
+        var buffer = Array("at ".utf8)
+        timestamp.appendRFC3339(to: &buffer)
+        #expect(String(decoding: buffer, as: UTF8.self) == "at " + expected)
+    }
+
+    @Test(
         "formatting never traps, even for instants outside the years 0000 to 9999",
         arguments: [Int64.min, .max, -62_167_219_200_001, -100_000_000_000_000, 253_402_300_800_000])
     func extremeInstantsDoNotTrap(_ millis: Int64) async {
