@@ -176,12 +176,19 @@ private final class StoreTemplate: Sendable {
         directory.withLock { $0 = path }
     }
 
-    /// A copy of the template in a fresh directory.
-    func copy() throws -> String {
+    /// Runs `body` on a log opened over a fresh copy of the template, which is checked to hold every event;
+    /// closes the log and removes the copy afterwards.
+    func withCopy(_ body: (LMDBEventLog) async throws -> Void) async throws {
         let source = directory.withLock { $0! }
-        let destination = NSTemporaryDirectory() + "logline-bench-store-" + UUID().uuidString
-        try FileManager.default.copyItem(atPath: source, toPath: destination)
-        return destination
+        let copy = NSTemporaryDirectory() + "logline-bench-store-" + UUID().uuidString
+        try FileManager.default.copyItem(atPath: source, toPath: copy)
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        let log = try LMDBEventLog(directory: copy, logger: quietLogger)
+        defer { log.close() }
+        guard log.headPosition == UInt64(eventCount) else {
+            throw BenchmarkFailure(description: "the copied store holds \(log.headPosition) events")
+        }
+        try await body(log)
     }
 
     /// Removes the template.
@@ -318,21 +325,16 @@ let benchmarks: @Sendable () -> Void = {
             setup: { try await hostTemplate.create() }, teardown: { hostTemplate.remove() })
     ) { (benchmark: Benchmark) async throws in
         for _ in benchmark.scaledIterations {
-            let directory = try hostTemplate.copy()
-            defer { try? FileManager.default.removeItem(atPath: directory) }
-            let log = try LMDBEventLog(directory: directory, logger: quietLogger)
-            defer { log.close() }
-            let head = log.headPosition
-            guard head == UInt64(hostTemplate.eventCount) else {
-                throw BenchmarkFailure(description: "the store holds \(head) events")
+            try await hostTemplate.withCopy { log in
+                let head = log.headPosition
+                benchmark.startMeasurement()
+                let host = try ProjectionHost(log: log, modules: [OrdersProjector()], logger: quietLogger)
+                let running = Task { try await host.run() }
+                try await host.waitForView(OrdersProjector.viewName, at: head)
+                benchmark.stopMeasurement()
+                running.cancel()
+                _ = try? await running.value
             }
-            benchmark.startMeasurement()
-            let host = try ProjectionHost(log: log, modules: [OrdersProjector()], logger: quietLogger)
-            let running = Task { try await host.run() }
-            try await host.waitForView(OrdersProjector.viewName, at: head)
-            benchmark.stopMeasurement()
-            running.cancel()
-            _ = try? await running.value
         }
     }
 
@@ -346,24 +348,22 @@ let benchmarks: @Sendable () -> Void = {
             setup: { try await hostTemplate.create() }, teardown: { hostTemplate.remove() })
     ) { (benchmark: Benchmark) async throws in
         for _ in benchmark.scaledIterations {
-            let directory = try hostTemplate.copy()
-            defer { try? FileManager.default.removeItem(atPath: directory) }
-            let log = try LMDBEventLog(directory: directory, logger: quietLogger)
-            defer { log.close() }
-            let head = log.headPosition
-            let host = try ProjectionHost(log: log, modules: [OrdersProjector()], logger: quietLogger)
-            let running = Task { try await host.run() }
-            try await host.waitForView(OrdersProjector.viewName, at: head)
-            benchmark.startMeasurement()
-            _ = try await host.rebuild(module: "orders")
-            func orders() async -> ModuleStatus? { await host.moduleStatuses().first { $0.name == "orders" } }
-            while await orders()?.rebuildPosition != nil { try await Task.sleep(for: .microseconds(100)) }
-            benchmark.stopMeasurement()
-            let rebuilt = await orders()
-            running.cancel()
-            _ = try? await running.value
-            guard rebuilt?.checkpoint == head, rebuilt?.eventsProcessed == UInt64(hostTemplate.eventCount) else {
-                throw BenchmarkFailure(description: "after the rebuild: \(String(describing: rebuilt))")
+            try await hostTemplate.withCopy { log in
+                let head = log.headPosition
+                let host = try ProjectionHost(log: log, modules: [OrdersProjector()], logger: quietLogger)
+                let running = Task { try await host.run() }
+                try await host.waitForView(OrdersProjector.viewName, at: head)
+                benchmark.startMeasurement()
+                _ = try await host.rebuild(module: "orders")
+                func orders() async -> ModuleStatus? { await host.moduleStatuses().first { $0.name == "orders" } }
+                while await orders()?.rebuildPosition != nil { try await Task.sleep(for: .microseconds(100)) }
+                benchmark.stopMeasurement()
+                let rebuilt = await orders()
+                running.cancel()
+                _ = try? await running.value
+                guard rebuilt?.checkpoint == head, rebuilt?.eventsProcessed == UInt64(hostTemplate.eventCount) else {
+                    throw BenchmarkFailure(description: "after the rebuild: \(String(describing: rebuilt))")
+                }
             }
         }
     }
