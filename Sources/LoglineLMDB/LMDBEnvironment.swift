@@ -30,18 +30,33 @@ public final class LMDBEnvironment: @unchecked Sendable {
         public var maxDatabases: UInt32 = 16
         /// The most concurrent read transactions.
         public var maxReaders: UInt32 = 1024
+        /// Whether to give a store that has no write-ahead journal one (see ``LMDBEnvironment``'s "Write-ahead
+        /// journal"). A store that has a journal always uses it, whatever this says.
+        public var writeAheadJournal: Bool = false
+        /// A checkpoint starts once this many bytes of records are in the journal since the last one…
+        public var journalCheckpointBytes: Int = 1 << 20
+        /// …or once this long has passed since the last one started, at the next commit.
+        public var journalCheckpointInterval: Duration = .milliseconds(20)
+        /// A write transaction whose record would be larger commits without one, and checkpoints at once.
+        public var journalMaximumRecordBytes: Int = 16 << 20
 
-        /// The defaults: 256 MiB initial map, durable commits.
+        /// The defaults: 256 MiB initial map, durable commits, no journal for a store that has none.
         public init() {}
     }
 
-    private let handle: OpaquePointer
-    private let resizeLock: UnsafeMutablePointer<pthread_rwlock_t>
+    let handle: OpaquePointer
+    let resizeLock: UnsafeMutablePointer<pthread_rwlock_t>
     private let currentMapSize: Atomic<Int>
     /// Set once by ``close()``, under the exclusive resize lock; read under the shared lock.
     private let isClosed = Atomic<Bool>(false)
     /// The directory that holds `data.mdb` and `lock.mdb`.
     public let path: String
+    /// The write-ahead journal, when the store has one; set once, at the end of `init`.
+    var journal: WriteAheadJournal?
+    /// How many journal records the opening replayed after a crash (0 after a clean close).
+    public internal(set) var replayedJournalRecords = 0
+    /// Whether writes go through the write-ahead journal.
+    public var isJournaled: Bool { journal != nil }
 
     /// Opens (creating if needed) the environment in `directory`.
     /// - Parameters:
@@ -49,6 +64,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
     ///   - configuration: Sizes and flags.
     /// - Throws: ``LMDBError`` when LMDB cannot open it.
     public init(directory: String, configuration: Configuration = Configuration()) throws {
+        let hasJournal = access(directory + "/" + WriteAheadJournal.checkpointFileName, F_OK) == 0
+        let recovery = hasJournal ? try Self.prepareRecovery(directory: directory) : nil
+        let journaled = hasJournal || configuration.writeAheadJournal
         var env: OpaquePointer?
         try LMDBError.check(mdb_env_create(&env), "mdb_env_create")
         guard let env else { throw LMDBError(code: ENOMEM, operation: "mdb_env_create") }
@@ -56,7 +74,8 @@ public final class LMDBEnvironment: @unchecked Sendable {
             try LMDBError.check(mdb_env_set_maxdbs(env, configuration.maxDatabases), "mdb_env_set_maxdbs")
             try LMDBError.check(mdb_env_set_maxreaders(env, configuration.maxReaders), "mdb_env_set_maxreaders")
             try LMDBError.check(mdb_env_set_mapsize(env, configuration.mapSize), "mdb_env_set_mapsize")
-            let flags = UInt32(MDB_NOTLS) | UInt32(MDB_NORDAHEAD)
+            // Journaled, a commit syncs its journal record instead, and checkpoints sync the data file.
+            let flags = UInt32(MDB_NOTLS) | UInt32(MDB_NORDAHEAD) | (journaled ? UInt32(MDB_NOSYNC) : 0)
             try LMDBError.check(mdb_env_open(env, directory, flags, 0o644), "mdb_env_open \(directory)")
         } catch {
             mdb_env_close(env)
@@ -75,25 +94,39 @@ public final class LMDBEnvironment: @unchecked Sendable {
         #endif
         pthread_rwlock_init(resizeLock, &attributes)
         pthread_rwlockattr_destroy(&attributes)
+        if journaled {
+            do {
+                try startJournal(directory: directory, recovery: recovery, configuration: configuration)
+            } catch {
+                mdb_env_close(env)
+                isClosed.store(true, ordering: .relaxed)
+                throw error
+            }
+        }
     }
 
     deinit {
-        if !isClosed.load(ordering: .relaxed) { mdb_env_close(handle) }
+        if !isClosed.load(ordering: .relaxed) {
+            stopJournal()
+            mdb_env_close(handle)
+        }
         pthread_rwlock_destroy(resizeLock)
         resizeLock.deallocate()
     }
 
     /// Closes the environment: waits for open transactions to end, then releases the memory map and files.
     ///
-    /// Later reads and writes throw. Safe to call more than once.
+    /// A journaled environment first checkpoints, so that the next opening finds nothing to replay. Later reads and
+    /// writes throw. Safe to call more than once.
     public func close() {
+        stopJournal()
         pthread_rwlock_wrlock(resizeLock)
         defer { pthread_rwlock_unlock(resizeLock) }
         guard !isClosed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         mdb_env_close(handle)
     }
 
-    private func checkOpen() throws {
+    func checkOpen() throws {
         if isClosed.load(ordering: .acquiring) { throw LMDBError(code: EINVAL, operation: "environment closed") }
     }
 
@@ -147,6 +180,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     }
 
     private func writeOnce<T, E: Error>(_ body: (LMDBTransaction) throws(E) -> T) throws -> T {
+        if let journal { return try writeOnceJournaled(journal, body) }
         pthread_rwlock_rdlock(resizeLock)
         defer { pthread_rwlock_unlock(resizeLock) }
         try checkOpen()
@@ -159,12 +193,17 @@ public final class LMDBEnvironment: @unchecked Sendable {
             mdb_txn_abort(txn)
             throw error
         }
+        try commit(txn!)
+        return result
+    }
+
+    /// Commits a write transaction, telling a full disk from other failures.
+    func commit(_ txn: OpaquePointer) throws {
         let code = mdb_txn_commit(txn)
         if code == EIO, let (cause, detail) = spaceExhaustion() {
             throw LMDBError(code: cause, operation: "mdb_txn_commit: a short write, \(detail)")
         }
         try LMDBError.check(code, "mdb_txn_commit")
-        return result
     }
 
     /// Why a commit that failed with `EIO` failed, when the cause is a lack of space.
@@ -288,6 +327,11 @@ public final class LMDBEnvironment: @unchecked Sendable {
         try checkOpen()
         try LMDBError.check(
             mdb_env_copy2(handle, directory, compact ? UInt32(MDB_CP_COMPACT) : 0), "mdb_env_copy2 \(directory)")
+        // LMDB syncs the copy only when the environment syncs its own commits, which a journaled one does not.
+        let copy = try JournalFile.open(directory + "/data.mdb")
+        defer { copy.close() }
+        try copy.sync()
+        try JournalFile.syncDirectory(directory)
     }
 }
 

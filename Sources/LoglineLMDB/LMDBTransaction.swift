@@ -6,6 +6,13 @@ import CLMDB
 /// the transaction ends; copy what must outlive it.
 public struct LMDBTransaction {
     let handle: OpaquePointer
+    /// Where a write transaction's changes are captured for the write-ahead journal; `nil` when unjournaled.
+    let recorder: JournalRecorder?
+
+    init(handle: OpaquePointer, recorder: JournalRecorder? = nil) {
+        self.handle = handle
+        self.recorder = recorder
+    }
 
     /// Reads the value of `key`.
     /// - Parameters:
@@ -47,6 +54,7 @@ public struct LMDBTransaction {
         try LMDBError.check(
             mdb_put(handle, database.handle, &keyVal, &valueVal, append ? UInt32(MDB_APPEND) : 0),
             "mdb_put \(database.name)")
+        recorder?.recordPut(database.name, key: key, value: value)
     }
 
     /// Stores `value` under `key`, replacing what was there.
@@ -77,6 +85,7 @@ public struct LMDBTransaction {
             let code = mdb_del(handle, database.handle, &keyVal, nil)
             if code == MDB_NOTFOUND { return false }
             try LMDBError.check(code, "mdb_del \(database.name)")
+            recorder?.recordDelete(database.name, key: raw)
             return true
         }
     }
@@ -86,6 +95,7 @@ public struct LMDBTransaction {
     /// - Throws: ``LMDBError``.
     public func clear(_ database: LMDBDatabase) throws {
         try LMDBError.check(mdb_drop(handle, database.handle, 0), "mdb_drop \(database.name)")
+        recorder?.recordClear(database.name)
     }
 
     /// The number of entries in `database`, as seen by this transaction.
@@ -105,14 +115,18 @@ public struct LMDBTransaction {
     public func nested<T, E: Error>(_ body: (LMDBTransaction) throws(E) -> T) throws -> T {
         var child: OpaquePointer?
         try LMDBError.check(mdb_txn_begin(mdb_txn_env(handle), handle, 0, &child), "mdb_txn_begin (nested)")
+        let mark = recorder?.mark
         let result: T
         do {
-            result = try body(LMDBTransaction(handle: child!))
+            result = try body(LMDBTransaction(handle: child!, recorder: recorder))
         } catch {
             mdb_txn_abort(child)
+            if let mark { recorder?.rollBack(to: mark) }
             throw error
         }
-        try LMDBError.check(mdb_txn_commit(child), "mdb_txn_commit (nested)")
+        let code = mdb_txn_commit(child)
+        if code != 0, let mark { recorder?.rollBack(to: mark) }
+        try LMDBError.check(code, "mdb_txn_commit (nested)")
         return result
     }
 

@@ -32,6 +32,10 @@ public final class LMDBEventLog: EventLog {
         /// where this log is the one store of the process, as `logline serve` does: with several logs open, each
         /// would count the others' pages and hand its own back again and again.
         public var residentMapLimit: Int?
+        /// Whether a store without a write-ahead journal gets one (a store that has one always keeps it): a group
+        /// commit then syncs one journal record instead of LMDB's two syncs of scattered pages, and a checkpoint
+        /// thread syncs the data file behind it. See ``LoglineLMDB/LMDBEnvironment``'s "Write-ahead journal".
+        public var writeAheadJournal: Bool = true
 
         /// The defaults.
         public init() {}
@@ -127,6 +131,7 @@ public final class LMDBEventLog: EventLog {
         do {
             var environmentConfiguration = LMDBEnvironment.Configuration()
             environmentConfiguration.mapSize = configuration.initialMapSize
+            environmentConfiguration.writeAheadJournal = configuration.writeAheadJournal
             let environment = try LMDBEnvironment(directory: absolute, configuration: environmentConfiguration)
             self.environment = environment
             self.events = try environment.openDatabase(named: "events")
@@ -136,6 +141,11 @@ public final class LMDBEventLog: EventLog {
             self.state = try environment.openDatabase(named: "state")
         } catch {
             throw OpenError.io("cannot open the store in \(absolute): \(error)")
+        }
+        if environment.replayedJournalRecords > 0 {
+            logger.notice(
+                "replayed the write-ahead journal: the previous run ended without a checkpoint",
+                metadata: ["records": "\(environment.replayedJournalRecords)"])
         }
         let lastPosition: UInt64
         do {

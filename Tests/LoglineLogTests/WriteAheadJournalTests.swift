@@ -1,0 +1,313 @@
+import Foundation
+import Logging
+import LoglineCore
+import Testing
+
+@testable import LoglineLMDB
+@testable import LoglineLog
+
+/// What the files of a store would hold after the machine crashed: the data file as of the last checkpoint, with
+/// `pages` of the pages written since then reaching the disk (`nil`: every one), and the journal as it is (it is
+/// synced before each commit).
+private enum FlushedPages {
+    case all
+    case none
+    case metaOnly
+    case random(Double)
+}
+
+private let journalFiles = ["journal-0.wal", "journal-1.wal", "journal.checkpoint"]
+
+/// Writes a crash image of `directory` into a new directory: `checkpointImage` is data.mdb as of the last
+/// checkpoint; `pages` says which pages written since then reached the disk.
+private func crashImage<G: RandomNumberGenerator>(
+    of directory: String, environment: LMDBEnvironment, checkpointImage: [UInt8], pages: FlushedPages,
+    using generator: inout G
+) throws -> String {
+    let image = try makeTemporaryDirectory()
+    let current = try environment.withWritesHeld { () -> [UInt8] in
+        for name in journalFiles {
+            try FileManager.default.copyItem(atPath: directory + "/" + name, toPath: image + "/" + name)
+        }
+        return Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/data.mdb")))
+    }
+    let pageSize = 4096
+    var data = checkpointImage
+    if data.count < current.count { data += [UInt8](repeating: 0, count: current.count - data.count) }
+    for page in 0..<current.count / pageSize {
+        let range = page * pageSize..<(page + 1) * pageSize
+        guard current[range] != data[range] else { continue }
+        let flushed: Bool
+        switch pages {
+        case .all: flushed = true
+        case .none: flushed = false
+        case .metaOnly: flushed = page < 2
+        case .random(let share): flushed = Double.random(in: 0..<1, using: &generator) < share
+        }
+        if flushed { data.replaceSubrange(range, with: current[range]) }
+    }
+    try Data(data).write(to: URL(fileURLWithPath: image + "/data.mdb"))
+    return image
+}
+
+/// Every entry of `database`, read through LMDB.
+private func entries(of database: LMDBDatabase, in environment: LMDBEnvironment) throws -> [[UInt8]: [UInt8]] {
+    try environment.read { transaction in
+        try transaction.withCursor(database) { cursor in
+            var found: [[UInt8]: [UInt8]] = [:]
+            var entry = try cursor.first()
+            while let (key, value) = entry {
+                found[Array(key)] = Array(value)
+                entry = try cursor.next()
+            }
+            return found
+        }
+    }
+}
+
+/// A deterministic generator, so that a failure can be replayed.
+private struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+private struct Aborted: Error {}
+
+/// Two databases and what they should hold, changed by random journaled transactions that also delete, clear and
+/// abort nested transactions, so that LMDB frees and reuses pages all the time.
+private struct Workload {
+    var expected: [String: [[UInt8]: [UInt8]]] = ["a": [:], "b": [:]]
+    var generator: SplitMix
+
+    mutating func run(_ transactions: Int, on environment: LMDBEnvironment, databases: [String: LMDBDatabase]) throws {
+        for _ in 0..<transactions {
+            var next = expected
+            var generator = self.generator
+            try environment.write { transaction in
+                next = expected
+                generator = self.generator
+                for _ in 0..<20 {
+                    let name = Bool.random(using: &generator) ? "a" : "b"
+                    let key = Array("key-\(Int.random(in: 0..<400, using: &generator))".utf8)
+                    let value = (0..<Int.random(in: 50..<300, using: &generator)).map { _ in
+                        UInt8.random(in: 0...255, using: &generator)
+                    }
+                    try transaction.put(databases[name]!, key: key, value: value)
+                    next[name]![key] = value
+                }
+                for _ in 0..<6 {
+                    let key = Array("key-\(Int.random(in: 0..<400, using: &generator))".utf8)
+                    if try transaction.delete(databases["a"]!, key: key) { next["a"]![key] = nil }
+                }
+                if Int.random(in: 0..<25, using: &generator) == 0 {
+                    try transaction.clear(databases["b"]!)
+                    next["b"] = [:]
+                }
+                // A nested transaction that fails leaves nothing behind, in the store or in the journal.
+                _ = try? transaction.nested { child -> Void in
+                    try child.put(databases["a"]!, key: Array("aborted".utf8), value: [1, 2, 3])
+                    throw Aborted()
+                }
+            }
+            expected = next
+            self.generator = generator
+        }
+    }
+
+    func check(_ environment: LMDBEnvironment) throws {
+        for name in ["a", "b"] {
+            let database = try environment.openDatabase(named: name)
+            let found = try entries(of: database, in: environment)
+            #expect(found.count == expected[name]!.count, "entries of \(name)")
+            #expect(found == expected[name]!, "contents of \(name)")
+        }
+    }
+}
+
+private func journaledConfiguration(checkpointBytes: Int, interval: Duration) -> LMDBEnvironment.Configuration {
+    var configuration = LMDBEnvironment.Configuration()
+    configuration.writeAheadJournal = true
+    configuration.journalCheckpointBytes = checkpointBytes
+    configuration.journalCheckpointInterval = interval
+    return configuration
+}
+
+@Suite("Write-ahead journal")
+struct WriteAheadJournalTests {
+    @Test("a record reads back whole; the journal ends at a torn record, a damaged one or an older one")
+    func recordsAndTheirEnd() throws {
+        func record(_ sequence: UInt64, _ payloadByte: UInt8) -> [UInt8] {
+            let recorder = JournalRecorder()
+            [payloadByte, payloadByte].withUnsafeBytes { key in
+                [UInt8](repeating: payloadByte, count: 100).withUnsafeBytes { value in
+                    recorder.recordPut("events", key: key, value: value)
+                }
+                recorder.recordDelete("state", key: key)
+            }
+            recorder.recordClear("views")
+            recorder.seal(sequence: sequence, transactionID: 40 + sequence)
+            return recorder.bytes
+        }
+        let file = record(7, 1) + record(8, 2) + record(9, 3)
+        let found = JournalRecord.scan(file, from: 7)
+        #expect(found.map(\.sequence) == [7, 8, 9])
+        #expect(found.map(\.transactionID) == [47, 48, 49])
+        var operations: [(JournalOperation.Kind, String, [UInt8], [UInt8])] = []
+        try file.withUnsafeBytes { raw in
+            try JournalOperation.forEach(in: UnsafeRawBufferPointer(rebasing: raw[found[1].payload])) {
+                operations.append(($0.kind, $0.database, Array($0.key), Array($0.value)))
+            }
+        }
+        #expect(operations.map(\.0) == [.put, .delete, .clear])
+        #expect(operations.map(\.1) == ["events", "state", "views"])
+        #expect(operations[0].2 == [2, 2] && operations[0].3 == [UInt8](repeating: 2, count: 100))
+        #expect(operations[1].2 == [2, 2] && operations[2].2.isEmpty)
+
+        // Torn: the last record cut short.
+        #expect(JournalRecord.scan(Array(file.dropLast(5)), from: 7).map(\.sequence) == [7, 8])
+        // Damaged: one bit of the second record's payload flipped.
+        var damaged = file
+        damaged[record(7, 1).count + JournalRecord.headerSize + 3] ^= 0x10
+        #expect(JournalRecord.scan(damaged, from: 7).map(\.sequence) == [7])
+        // Older: a file's earlier turn starts with records the checkpoint already holds.
+        #expect(JournalRecord.scan(file, from: 10).isEmpty)
+        #expect(JournalRecord.scan(record(3, 1) + record(4, 1), from: 4).isEmpty)
+    }
+
+    @Test(
+        "a crash image opens with every committed write, whichever pages written since the checkpoint reached the disk",
+        arguments: ["all", "none", "meta pages only", "a random half", "a random tenth"])
+    func crashImagesOpenAtTheLastCommit(flushed: String) throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // No checkpoint starts during the writes: the data file as of the last one is the copy taken below.
+        let configuration = journaledConfiguration(checkpointBytes: 1 << 30, interval: .seconds(3600))
+        let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
+        defer { environment.close() }
+        let databases = ["a": try environment.openDatabase(named: "a"), "b": try environment.openDatabase(named: "b")]
+        var workload = Workload(generator: SplitMix(state: 42))
+        try workload.run(30, on: environment, databases: databases)
+        try environment.withWritesHeld {
+            // Checkpoint now, so that the pages of a store with content are the ones at stake.
+            try environment.checkpoint(environment.journal!)
+        }
+        let checkpointImage = Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/data.mdb")))
+        try workload.run(150, on: environment, databases: databases)
+
+        let pages: FlushedPages =
+            switch flushed {
+            case "all": .all
+            case "none": .none
+            case "meta pages only": .metaOnly
+            case "a random half": .random(0.5)
+            default: .random(0.1)
+            }
+        var generator = SplitMix(state: 7)
+        let image = try crashImage(
+            of: directory, environment: environment, checkpointImage: checkpointImage, pages: pages,
+            using: &generator)
+        defer { try? FileManager.default.removeItem(atPath: image) }
+        let recovered = try LMDBEnvironment(directory: image)
+        #expect(recovered.isJournaled)
+        #expect(recovered.replayedJournalRecords == 150)
+        try workload.check(recovered)
+        // It goes on: more writes, a clean close, and an opening with nothing to replay.
+        let recoveredDatabases = [
+            "a": try recovered.openDatabase(named: "a"), "b": try recovered.openDatabase(named: "b"),
+        ]
+        try workload.run(10, on: recovered, databases: recoveredDatabases)
+        recovered.close()
+        let reopened = try LMDBEnvironment(directory: image)
+        defer { reopened.close() }
+        #expect(reopened.replayedJournalRecords == 0)
+        try workload.check(reopened)
+    }
+
+    @Test("crash images taken while checkpoints run in the background open with every committed write")
+    func crashImagesDuringCheckpoints() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // A checkpoint after nearly every commit: the journal turns from one file to the other all the time.
+        let configuration = journaledConfiguration(checkpointBytes: 16 << 10, interval: .milliseconds(1))
+        let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
+        defer { environment.close() }
+        let databases = ["a": try environment.openDatabase(named: "a"), "b": try environment.openDatabase(named: "b")]
+        var workload = Workload(generator: SplitMix(state: 99))
+        var images: [(path: String, expected: Workload)] = []
+        defer { for image in images { try? FileManager.default.removeItem(atPath: image.path) } }
+        for round in 0..<8 {
+            try workload.run(20 + round * 7, on: environment, databases: databases)
+            // As `kill -9` leaves it: everything written is in the page cache, so in the files.
+            let image = try makeTemporaryDirectory()
+            try environment.withWritesHeld {
+                for name in journalFiles + ["data.mdb"] {
+                    try FileManager.default.copyItem(atPath: directory + "/" + name, toPath: image + "/" + name)
+                }
+            }
+            images.append((image, workload))
+        }
+        for image in images {
+            let recovered = try LMDBEnvironment(directory: image.path)
+            defer { recovered.close() }
+            try image.expected.check(recovered)
+        }
+    }
+
+    @Test("a data file that is not the one the journal belongs to is refused, not rewound")
+    func aForeignDataFileIsRefused() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let configuration = journaledConfiguration(checkpointBytes: 1 << 30, interval: .seconds(3600))
+        let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
+        let databases = ["a": try environment.openDatabase(named: "a"), "b": try environment.openDatabase(named: "b")]
+        var workload = Workload(generator: SplitMix(state: 5))
+        try workload.run(5, on: environment, databases: databases)
+        let early = Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/data.mdb")))
+        try workload.run(5, on: environment, databases: databases)
+        environment.close()
+        // An older data file put back under a journal that has checkpointed past it.
+        try Data(early).write(to: URL(fileURLWithPath: directory + "/data.mdb"))
+        #expect(throws: LMDBError.self) { _ = try LMDBEnvironment(directory: directory) }
+    }
+
+    @Test("a log opened from a crash image holds every acknowledged append, and passes check")
+    func logCrashImage() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var configuration = LMDBEventLog.Configuration()
+        configuration.streamIndexBatch = 64
+        let log = try LMDBEventLog(directory: directory, configuration: configuration, logger: Logger(label: "test"))
+        defer { log.close() }
+        var acknowledged: [LogPosition] = []
+        for index in 0..<300 {
+            let result = try await log.append(
+                AppendRequest(
+                    stream: try StreamName(aggregateType: "order", aggregateID: "o\(index % 17)"),
+                    events: [ProposedEvent(eventType: "order-created", data: Array("{\"n\":\(index)}".utf8))]))
+            acknowledged.append(contentsOf: result.events.map(\.position))
+        }
+        let image = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: image) }
+        try log.environment.withWritesHeld {
+            for name in journalFiles + ["data.mdb"] {
+                try FileManager.default.copyItem(atPath: directory + "/" + name, toPath: image + "/" + name)
+            }
+        }
+        let recovered = try LMDBEventLog(directory: image, logger: Logger(label: "test"))
+        defer { recovered.close() }
+        #expect(recovered.headPosition == acknowledged.last)
+        let events = try recovered.readAll(from: 1, limit: 1000, eventTypes: [])
+        #expect(events.map(\.position) == acknowledged)
+        #expect(
+            try recovered.readStream(try StreamName(aggregateType: "order", aggregateID: "o3"), from: 1, limit: 100)
+                .count == 18)
+        let report = try LogChecker(log: recovered).check()
+        #expect(report.isClean, "\(report.problems)")
+    }
+}
