@@ -749,11 +749,13 @@ public final class LMDBEventLog: EventLog {
             CommitTally(outcome.results), head: outcome.head, events: outcome.head - startHead,
             requests: batch.count, from: started, staged, finished)
         noteMapGrowth(from: mapSizeBefore)
-        for (pending, result) in zip(batch, outcome.results) {
-            switch (pending, result) {
-            case (.append(_, let completion), .append(let result)): completion(result)
-            case (.unit(_, let completion), .unit(let result)): completion(result)
-            default: preconditionFailure("outcomes follow the order of the batch")
+        CompletionPass.run {
+            for (pending, result) in zip(batch, outcome.results) {
+                switch (pending, result) {
+                case (.append(_, let completion), .append(let result)): completion(result)
+                case (.unit(_, let completion), .unit(let result)): completion(result)
+                default: preconditionFailure("outcomes follow the order of the batch")
+                }
             }
         }
         if outcome.head != startHead {

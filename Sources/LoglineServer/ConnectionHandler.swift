@@ -3,6 +3,7 @@ import LoglineCore
 import LoglineLog
 import LoglineProtocol
 import NIOCore
+import Synchronization
 
 /// One client connection: runs each request through the ``RequestExecutor`` and writes the replies in request
 /// order, however late the durable ones complete.
@@ -101,12 +102,15 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var unflushedBytes = 0
     static let flushThreshold = 64 * 1024
     private var context: ChannelHandlerContext?
+    /// The server's per-event-loop hand-off of completed replies.
+    private let replies: ReplyDispatch
 
     init(
         executor: RequestExecutor, parser: RequestParser, maximumPipelinedRequests: Int, hub: SubscriptionHub,
         maximumSubscriberLag: UInt64, tokens: TokenTable, limits: ConnectionLimits, intake: RequestIntake,
-        metrics: ServerMetrics, logger: Logger
+        metrics: ServerMetrics, logger: Logger, replies: ReplyDispatch = ReplyDispatch()
     ) {
+        self.replies = replies
         self.executor = executor
         self.parser = parser
         self.maximumPipelinedRequests = maximumPipelinedRequests
@@ -127,7 +131,8 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        router = ReplyRouter(handler: NIOLoopBound(self, eventLoop: context.eventLoop), eventLoop: context.eventLoop)
+        router = ReplyRouter(
+            handler: NIOLoopBound(self, eventLoop: context.eventLoop), loop: replies.replies(for: context.eventLoop))
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -399,7 +404,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     /// Fills the slots of every reply completed elsewhere, then flushes once.
-    fileprivate func drainInbox() {
+    func drainInbox() {
         guard let items = router?.inbox.drain(), !items.isEmpty else { return }
         let wasDeferring = insideReadLoop
         insideReadLoop = true
@@ -617,21 +622,77 @@ final class ConnectionHandler: ChannelInboundHandler {
 }
 
 /// Takes replies completed away from a connection's event loop (group commits, tasks) to it: they wait in an inbox,
-/// and the first one into an empty inbox schedules one drain on the event loop for all that arrive meanwhile.
+/// and the first one into an empty inbox has the connection drained by its event loop's ``EventLoopReplies``.
 final class ReplyRouter: Sendable {
     let inbox = CompletionInbox()
     private let handler: NIOLoopBound<ConnectionHandler>
+    private let loop: EventLoopReplies
+
+    init(handler: NIOLoopBound<ConnectionHandler>, loop: EventLoopReplies) {
+        self.handler = handler
+        self.loop = loop
+    }
+
+    /// Adds a reply to the inbox, and has the connection drained when the inbox was empty.
+    func deliver(_ item: CompletionInbox.Item) {
+        guard inbox.post(item) else { return }
+        loop.schedule(self)
+    }
+
+    /// Hands the inbox's replies to the connection; on its event loop.
+    func drain() {
+        handler.value.drainInbox()
+    }
+}
+
+/// The connections of one event loop that have replies waiting: the first of them schedules one task on the loop
+/// that drains them all.
+///
+/// A group commit completes requests of many connections at once; scheduling a task per connection woke the event
+/// loop (a write to its eventfd) once per connection, on the writer's thread, between its commits.
+final class EventLoopReplies: Sendable {
+    private let ready = Mutex<[ReplyRouter]>([])
     private let eventLoop: any EventLoop
 
-    init(handler: NIOLoopBound<ConnectionHandler>, eventLoop: any EventLoop) {
-        self.handler = handler
+    init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
     }
 
-    /// Adds a reply to the inbox, and schedules the drain when it was empty.
-    func deliver(_ item: CompletionInbox.Item) {
-        guard inbox.post(item) else { return }
-        let handler = self.handler
-        eventLoop.execute { handler.value.drainInbox() }
+    /// Queues `router` for draining, and schedules the drain when none was queued.
+    func schedule(_ router: ReplyRouter) {
+        let first = ready.withLock { ready in
+            ready.append(router)
+            return ready.count == 1
+        }
+        guard first else { return }
+        // On the log's writer, at the end of its pass over the commit's completions: the routers of every
+        // connection of this loop that the commit completed are in `ready` by then.
+        CompletionPass.atEnd { [self] in
+            eventLoop.execute { [self] in
+                let routers = ready.withLock { ready in
+                    defer { ready.removeAll(keepingCapacity: true) }
+                    return ready
+                }
+                for router in routers { router.drain() }
+            }
+        }
+    }
+}
+
+/// One ``EventLoopReplies`` per event loop, for all of a server's connections.
+final class ReplyDispatch: Sendable {
+    private let loops = Mutex<[ObjectIdentifier: EventLoopReplies]>([:])
+
+    init() {}
+
+    /// The hand-off of `eventLoop`, made on first use.
+    func replies(for eventLoop: any EventLoop) -> EventLoopReplies {
+        loops.withLock { loops in
+            let key = ObjectIdentifier(eventLoop as AnyObject)
+            if let existing = loops[key] { return existing }
+            let made = EventLoopReplies(eventLoop: eventLoop)
+            loops[key] = made
+            return made
+        }
     }
 }

@@ -112,6 +112,7 @@ public final class LoglineServer: Service, Sendable {
         let metrics = executor.metrics
         let limits = ConnectionLimits(
             maximumConnections: configuration.maximumConnections, idleTimeout: configuration.idleTimeout)
+        let replies = ReplyDispatch()
         let serverChannel = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -137,7 +138,7 @@ public final class LoglineServer: Service, Sendable {
                         ConnectionHandler(
                             executor: executor, parser: parser, maximumPipelinedRequests: maximumPipelined, hub: hub,
                             maximumSubscriberLag: maximumLag, tokens: tokens, limits: limits, intake: intake,
-                            metrics: metrics, logger: logger))
+                            metrics: metrics, logger: logger, replies: replies))
                 }
             }
             .bind(host: configuration.host, port: configuration.port)
