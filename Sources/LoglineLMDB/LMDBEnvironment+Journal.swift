@@ -111,7 +111,7 @@ extension LMDBEnvironment {
         let before = lastTransactionID()
         var txn: OpaquePointer?
         try LMDBError.check(mdb_txn_begin(handle, nil, 0, &txn), "mdb_txn_begin (write)")
-        let recorder = JournalRecorder()
+        let recorder = JournalRecorder(limit: journal.policy.maximumRecordBytes)
         let result: T
         do {
             result = try body(LMDBTransaction(handle: txn!, recorder: recorder))
@@ -119,7 +119,7 @@ extension LMDBEnvironment {
             mdb_txn_abort(txn)
             throw error
         }
-        if recorder.isEmpty || recorder.payloadSize > journal.policy.maximumRecordBytes {
+        if recorder.isEmpty || recorder.overflowed {
             try commit(txn!)
             if lastTransactionID() != before { try checkpoint(journal) }
             return result

@@ -37,8 +37,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
         public var journalCheckpointBytes: Int = 1 << 20
         /// …or once this long has passed since the last one started, at the next commit.
         public var journalCheckpointInterval: Duration = .milliseconds(20)
-        /// A write transaction whose record would be larger commits without one, and checkpoints at once.
-        public var journalMaximumRecordBytes: Int = 16 << 20
+        /// A write transaction whose record would be larger commits without one, and checkpoints at once: a
+        /// rebuild's batch or a bulk index write gains nothing from writing its bytes twice.
+        public var journalMaximumRecordBytes: Int = 2 << 20
 
         /// The defaults: 256 MiB initial map, durable commits, no journal for a store that has none.
         public init() {}

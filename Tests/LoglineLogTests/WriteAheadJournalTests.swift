@@ -259,6 +259,45 @@ struct WriteAheadJournalTests {
         }
     }
 
+    @Test("a transaction too large to journal is synced before its write returns, and survives a crash")
+    func largeTransactionsCheckpoint() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var configuration = journaledConfiguration(checkpointBytes: 1 << 30, interval: .seconds(3600))
+        configuration.journalMaximumRecordBytes = 64 << 10
+        let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
+        defer { environment.close() }
+        let databases = ["a": try environment.openDatabase(named: "a"), "b": try environment.openDatabase(named: "b")]
+        var workload = Workload(generator: SplitMix(state: 11))
+        try workload.run(5, on: environment, databases: databases)
+        let journal = try #require(environment.journal)
+        let recordsBefore = environment.withWritesHeld { journal.nextSequence }
+        let large = (0..<200).map { [UInt8](repeating: UInt8($0), count: 1000 + $0) }
+        try environment.write { transaction in
+            for (index, value) in large.enumerated() {
+                try transaction.put(databases["b"]!, key: Array("large-\(index)".utf8), value: value)
+            }
+        }
+        for (index, value) in large.enumerated() { workload.expected["b"]![Array("large-\(index)".utf8)] = value }
+        environment.withWritesHeld {
+            #expect(journal.nextSequence == recordsBefore, "no record for the large transaction")
+            #expect(journal.checkpoint.transactionID == environment.lastTransactionID(), "checkpointed at it")
+            #expect(journal.offset == 0)
+        }
+        try workload.run(5, on: environment, databases: databases)
+        let image = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: image) }
+        try environment.withWritesHeld {
+            for name in journalFiles + ["data.mdb"] {
+                try FileManager.default.copyItem(atPath: directory + "/" + name, toPath: image + "/" + name)
+            }
+        }
+        let recovered = try LMDBEnvironment(directory: image)
+        defer { recovered.close() }
+        #expect(recovered.replayedJournalRecords == 5)
+        try workload.check(recovered)
+    }
+
     @Test("a data file that is not the one the journal belongs to is refused, not rewound")
     func aForeignDataFileIsRefused() throws {
         let directory = try makeTemporaryDirectory()
