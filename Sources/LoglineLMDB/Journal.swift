@@ -178,17 +178,21 @@ enum JournalRecord {
         var payload: Range<Int>
     }
 
-    /// The whole records at the start of `contents` whose sequence numbers run on from `sequence`.
-    static func scan(_ contents: [UInt8], from sequence: UInt64) -> [Found] {
+    /// The whole records at the start of `contents` whose sequence numbers run on from `sequence`, and whose
+    /// transaction ids run on from `transactionID` (every commit after a checkpoint has a record, or checkpoints).
+    static func scan(_ contents: [UInt8], from sequence: UInt64, transactionID: UInt64) -> [Found] {
         var found: [Found] = []
         var offset = 0
         var expected = sequence
+        var expectedTransaction = transactionID
         contents.withUnsafeBytes { raw in
             while raw.count - offset >= headerSize {
                 func field<T: FixedWidthInteger>(_ at: Int, _ type: T.Type) -> T {
                     T(littleEndian: raw.loadUnaligned(fromByteOffset: offset + at, as: T.self))
                 }
-                guard field(0, UInt32.self) == magic, field(8, UInt64.self) == expected else { break }
+                guard field(0, UInt32.self) == magic, field(8, UInt64.self) == expected,
+                    field(16, UInt64.self) == expectedTransaction
+                else { break }
                 let length = Int(field(4, UInt32.self))
                 guard raw.count - offset - headerSize >= length else { break }
                 let payload = offset + headerSize..<offset + headerSize + length
@@ -197,6 +201,7 @@ enum JournalRecord {
                 guard crc == field(24, UInt32.self) else { break }
                 found.append(Found(sequence: expected, transactionID: field(16, UInt64.self), payload: payload))
                 expected += 1
+                expectedTransaction += 1
                 offset = payload.upperBound
             }
         }

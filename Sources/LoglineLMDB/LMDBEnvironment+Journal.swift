@@ -38,26 +38,45 @@ extension LMDBEnvironment {
             maximumRecordBytes: configuration.journalMaximumRecordBytes)
         let journal: WriteAheadJournal
         if let recovery {
-            try replay(recovery.records)
-            replayedJournalRecords = recovery.records.count
-            journal = try WriteAheadJournal(
-                directory: directory, checkpoint: recovery.checkpoint,
-                nextSequence: (recovery.records.last?.found.sequence ?? recovery.checkpoint.sequence) + 1,
-                policy: policy)
+            // The checkpoint's snapshot stays pinned while the records are replayed and until the checkpoint after
+            // them is stored: a replay cut short (a crash, a full disk) must find that snapshot's pages intact,
+            // since the next opening rewinds to it again.
+            let checkpointPin = try pinSnapshot()
+            do {
+                try replay(recovery.records, failingAfter: configuration.failReplayAfter)
+                journal = try WriteAheadJournal(
+                    directory: directory, checkpoint: recovery.checkpoint,
+                    nextSequence: (recovery.records.last?.found.sequence ?? recovery.checkpoint.sequence) + 1,
+                    policy: policy)
+            } catch {
+                mdb_txn_abort(checkpointPin)
+                throw error
+            }
+            journal.pinned = checkpointPin
             journal.activeFile = recovery.activeFile
+            replayedJournalRecords = recovery.records.count
         } else {
             try LMDBError.check(mdb_env_sync(handle, 1), "mdb_env_sync")
             let transactionID = lastTransactionID()
             let first = JournalCheckpoint(
                 counter: 1, sequence: 0, transactionID: transactionID, activeFile: 0,
                 meta: try metaPage(of: transactionID))
+            // Record files left from an earlier journal (its checkpoint file deleted) would otherwise be read as
+            // this one's: they are emptied, durably, before the checkpoint file that makes them count exists.
+            try WriteAheadJournal.emptyRecordFiles(in: directory)
             try WriteAheadJournal.createCheckpointFile(in: directory, first)
             journal = try WriteAheadJournal(directory: directory, checkpoint: first, nextSequence: 1, policy: policy)
         }
         journal.lock()
         defer { journal.unlock() }
         // Pins the snapshot the store now stands at, and makes it the checkpoint (after a replay, it is not yet).
-        try checkpoint(journal)
+        do {
+            try checkpoint(journal)
+        } catch {
+            if let pin = journal.pinned { mdb_txn_abort(pin) }
+            journal.pinned = nil
+            throw error
+        }
         let environment = UnsafeSendable(handle)
         journal.startCheckpointThread { mdb_env_sync(environment.value, 1) }
         self.journal = journal
@@ -65,7 +84,7 @@ extension LMDBEnvironment {
 
     /// Applies journal records after a crash, each in a write transaction of its own (the journal is not running
     /// yet, so they are not journaled again).
-    private func replay(_ records: [(contents: [UInt8], found: JournalRecord.Found)]) throws {
+    private func replay(_ records: [(contents: [UInt8], found: JournalRecord.Found)], failingAfter: Int?) throws {
         guard !records.isEmpty else { return }
         var databases: [String: LMDBDatabase] = [:]
         for record in records {
@@ -75,7 +94,10 @@ extension LMDBEnvironment {
                 }
             }
         }
-        for record in records {
+        for (index, record) in records.enumerated() {
+            if let failingAfter, index == failingAfter {
+                throw LMDBError(code: EIO, operation: "replay stopped after \(index) records, as the test asked")
+            }
             try write { transaction in
                 try record.contents.withUnsafeBytes { raw in
                     try JournalOperation.forEach(in: UnsafeRawBufferPointer(rebasing: raw[record.found.payload])) {
@@ -135,6 +157,12 @@ extension LMDBEnvironment {
             try commit(txn!)
         } catch {
             journal.retract()
+            if journal.failure != nil, let failed = error as? LMDBError {
+                throw LMDBError(
+                    code: failed.code,
+                    operation: "\(failed.operation), and its journal record could not be taken back: the write may "
+                        + "be there after the next opening")
+            }
             throw error
         }
         journal.offset += recorder.bytes.count
@@ -191,25 +219,32 @@ extension LMDBEnvironment {
 
     /// Checkpoints what was written since the last checkpoint, stops the checkpoint thread and lets go of the
     /// pinned snapshot; writes are refused from then on.
+    ///
+    /// Safe to call more than once and from several threads: every caller returns once the thread has stopped.
     func stopJournal() {
         guard let journal else { return }
         journal.lock()
         if !journal.stopped {
             while journal.checkpointInFlight { journal.wait() }
+            pthread_rwlock_rdlock(resizeLock)
             if journal.failure == nil,
                 journal.offset > 0 || lastTransactionID() != journal.checkpoint.transactionID
             {
-                pthread_rwlock_rdlock(resizeLock)
                 try? checkpoint(journal)
-                pthread_rwlock_unlock(resizeLock)
             }
+            pthread_rwlock_unlock(resizeLock)
+            // In the same hold of the lock as the last checkpoint: no write slips in after it.
+            journal.stopped = true
+            journal.broadcast()
         }
-        journal.unlock()
-        journal.stopCheckpointThread()
-        journal.lock()
-        if let pin = journal.pinned { mdb_txn_abort(pin) }
+        while !journal.threadExited { journal.wait() }
+        let thread = journal.thread
+        journal.thread = nil
+        let pin = journal.pinned
         journal.pinned = nil
         journal.unlock()
+        if let thread { pthread_join(thread, nil) }
+        if let pin { mdb_txn_abort(pin) }
     }
 
     /// The id of the last committed write transaction.

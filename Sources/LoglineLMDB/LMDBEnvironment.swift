@@ -41,6 +41,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
         /// rebuild's batch or a bulk index write gains nothing from writing its bytes twice.
         public var journalMaximumRecordBytes: Int = 2 << 20
 
+        /// For tests of an interrupted recovery: the replay fails after this many records.
+        var failReplayAfter: Int?
+
         /// The defaults: 256 MiB initial map, durable commits, no journal for a store that has none.
         public init() {}
     }

@@ -68,6 +68,8 @@ final class WriteAheadJournal: @unchecked Sendable {
     var failure: LMDBError?
     var stopped = false
     var thread: pthread_t?
+    /// Whether the checkpoint thread is not running (not started yet, or stopped).
+    var threadExited = true
 
     init(directory: String, checkpoint: JournalCheckpoint, nextSequence: UInt64, policy: Policy) throws {
         self.directory = directory
@@ -169,6 +171,7 @@ final class WriteAheadJournal: @unchecked Sendable {
         let body = ThreadBody { [self] in self.runCheckpoints(sync: sync) }
         var thread = pthread_t()
         let context = Unmanaged.passRetained(body).toOpaque()
+        threadExited = false
         let code = pthread_create(
             &thread, nil,
             { context in
@@ -188,12 +191,29 @@ final class WriteAheadJournal: @unchecked Sendable {
         self.thread = thread
     }
 
+    /// Empties both record files and makes that durable, entries included.
+    static func emptyRecordFiles(in directory: String) throws {
+        for index in 0..<2 {
+            let file = try JournalFile.open(directory + "/" + recordFileName(index))
+            defer { file.close() }
+            guard ftruncate(file.descriptor, 0) == 0 else {
+                throw LMDBError(code: errno, operation: "truncate \(file.path)")
+            }
+            try file.sync()
+        }
+        try JournalFile.syncDirectory(directory)
+    }
+
     private func runCheckpoints(sync: @Sendable () -> Int32) {
         lock()
         defer { unlock() }
         while true {
             while job == nil && !stopped { wait() }
-            guard let job else { return }
+            guard let job else {
+                threadExited = true
+                broadcast()
+                return
+            }
             self.job = nil
             unlock()
             var failed: LMDBError?
@@ -217,17 +237,6 @@ final class WriteAheadJournal: @unchecked Sendable {
             checkpointInFlight = false
             broadcast()
         }
-    }
-
-    /// Stops the checkpoint thread once it has finished its checkpoint, and waits for it (the lock is not held).
-    func stopCheckpointThread() {
-        lock()
-        stopped = true
-        broadcast()
-        let thread = self.thread
-        self.thread = nil
-        unlock()
-        if let thread { pthread_join(thread, nil) }
     }
 }
 
@@ -269,7 +278,8 @@ struct JournalRecovery {
             let file = try JournalFile.open(directory + "/" + WriteAheadJournal.recordFileName(index))
             defer { file.close() }
             let contents = try file.readAll()
-            let found = JournalRecord.scan(contents, from: next)
+            let found = JournalRecord.scan(
+                contents, from: next, transactionID: checkpoint.transactionID + UInt64(records.count) + 1)
             guard !found.isEmpty else { break }
             records += found.map { (contents, $0) }
             next = found.last!.sequence + 1

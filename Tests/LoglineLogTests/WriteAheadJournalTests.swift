@@ -155,7 +155,7 @@ struct WriteAheadJournalTests {
             return recorder.bytes
         }
         let file = record(7, 1) + record(8, 2) + record(9, 3)
-        let found = JournalRecord.scan(file, from: 7)
+        let found = JournalRecord.scan(file, from: 7, transactionID: 47)
         #expect(found.map(\.sequence) == [7, 8, 9])
         #expect(found.map(\.transactionID) == [47, 48, 49])
         var operations: [(JournalOperation.Kind, String, [UInt8], [UInt8])] = []
@@ -170,14 +170,17 @@ struct WriteAheadJournalTests {
         #expect(operations[1].2 == [2, 2] && operations[2].2.isEmpty)
 
         // Torn: the last record cut short.
-        #expect(JournalRecord.scan(Array(file.dropLast(5)), from: 7).map(\.sequence) == [7, 8])
+        #expect(JournalRecord.scan(Array(file.dropLast(5)), from: 7, transactionID: 47).map(\.sequence) == [7, 8])
         // Damaged: one bit of the second record's payload flipped.
         var damaged = file
         damaged[record(7, 1).count + JournalRecord.headerSize + 3] ^= 0x10
-        #expect(JournalRecord.scan(damaged, from: 7).map(\.sequence) == [7])
+        #expect(JournalRecord.scan(damaged, from: 7, transactionID: 47).map(\.sequence) == [7])
         // Older: a file's earlier turn starts with records the checkpoint already holds.
-        #expect(JournalRecord.scan(file, from: 10).isEmpty)
-        #expect(JournalRecord.scan(record(3, 1) + record(4, 1), from: 4).isEmpty)
+        #expect(JournalRecord.scan(file, from: 10, transactionID: 50).isEmpty)
+        #expect(JournalRecord.scan(record(3, 1) + record(4, 1), from: 4, transactionID: 44).isEmpty)
+        // A record whose transaction id does not follow on is not this journal's either.
+        #expect(JournalRecord.scan(file, from: 7, transactionID: 48).isEmpty)
+        #expect(JournalRecord.scan(record(7, 1) + record(8, 2), from: 7, transactionID: 47).count == 2)
     }
 
     @Test(
@@ -296,6 +299,58 @@ struct WriteAheadJournalTests {
         defer { recovered.close() }
         #expect(recovered.replayedJournalRecords == 5)
         try workload.check(recovered)
+    }
+
+    @Test("a recovery cut short leaves the checkpoint's snapshot intact: the next opening recovers everything")
+    func interruptedRecovery() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let configuration = journaledConfiguration(checkpointBytes: 1 << 30, interval: .seconds(3600))
+        let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
+        defer { environment.close() }
+        let databases = ["a": try environment.openDatabase(named: "a"), "b": try environment.openDatabase(named: "b")]
+        var workload = Workload(generator: SplitMix(state: 3))
+        try workload.run(20, on: environment, databases: databases)
+        try environment.withWritesHeld { try environment.checkpoint(environment.journal!) }
+        let checkpointImage = Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/data.mdb")))
+        try workload.run(120, on: environment, databases: databases)
+        var generator = SplitMix(state: 1)
+        let image = try crashImage(
+            of: directory, environment: environment, checkpointImage: checkpointImage, pages: .none,
+            using: &generator)
+        defer { try? FileManager.default.removeItem(atPath: image) }
+        // The replay stops part-way, as a crash or a full disk would stop it, with its transactions committed.
+        var interrupted = LMDBEnvironment.Configuration()
+        interrupted.failReplayAfter = 100
+        #expect(throws: LMDBError.self) { _ = try LMDBEnvironment(directory: image, configuration: interrupted) }
+        let recovered = try LMDBEnvironment(directory: image)
+        defer { recovered.close() }
+        #expect(recovered.replayedJournalRecords == 120)
+        try workload.check(recovered)
+    }
+
+    @Test("a journal made anew for a store ignores record files an earlier journal left")
+    func recordFilesOfAnEarlierJournal() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let configuration = journaledConfiguration(checkpointBytes: 1 << 30, interval: .seconds(3600))
+        var workload = Workload(generator: SplitMix(state: 8))
+        do {
+            let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
+            defer { environment.close() }
+            let databases = [
+                "a": try environment.openDatabase(named: "a"), "b": try environment.openDatabase(named: "b"),
+            ]
+            try workload.run(30, on: environment, databases: databases)
+        }
+        // Records of that run are still in the files; the checkpoint that placed them goes.
+        try FileManager.default.removeItem(atPath: directory + "/journal.checkpoint")
+        let fresh = try LMDBEnvironment(directory: directory, configuration: configuration)
+        fresh.close()
+        let reopened = try LMDBEnvironment(directory: directory)
+        defer { reopened.close() }
+        #expect(reopened.replayedJournalRecords == 0)
+        try workload.check(reopened)
     }
 
     @Test("a data file that is not the one the journal belongs to is refused, not rewound")
