@@ -26,7 +26,7 @@ public final class LMDBEventLog: EventLog {
         public var streamIndexBatch: Int = 16_384
         /// How many bytes of the store's mapped pages may stay in the process's resident set before they are
         /// handed back to the page cache (``LoglineLMDB/LMDBEnvironment/releaseMappedPages()``), checked every
-        /// 10 ms; `nil` (the default) leaves them to the kernel.
+        /// 2 ms; `nil` (the default) leaves them to the kernel.
         ///
         /// The measure is the whole process's (its shared resident pages since the log opened), so set it only
         /// where this log is the one store of the process, as `logline serve` does: with several logs open, each
@@ -289,9 +289,9 @@ public final class LMDBEventLog: EventLog {
         logger.info("event log closed", metadata: ["last_position": "\(headPosition)"])
     }
 
-    /// Every 10 ms until close, ``releaseMappedPagesOverLimit()``.
+    /// Every 2 ms until close, ``releaseMappedPagesOverLimit()``.
     private func trimMappedPages() {
-        while trimmerStop.wait(timeout: .now() + .milliseconds(10)) == .timedOut {
+        while trimmerStop.wait(timeout: .now() + .milliseconds(2)) == .timedOut {
             releaseMappedPagesOverLimit()
         }
         trimmerFinished.signal()
@@ -300,7 +300,7 @@ public final class LMDBEventLog: EventLog {
     /// When the shared part of the process's resident set has grown by more than the limit since the log opened
     /// (the store's mapped pages), hands those pages back to the page cache (``Configuration/residentMapLimit``).
     ///
-    /// The writer also calls this after its commits, at most every 5 ms: a large commit (a rebuild's batch) maps in
+    /// The writer also calls this after its commits, at most every millisecond: a large commit (a rebuild's batch) maps in
     /// tens of megabytes of pages at once, faster than the thread, which competes for the same cores, looks.
     private func releaseMappedPagesOverLimit() {
         guard let (baseline, limit) = mapResidency, let resident = LMDBEnvironment.residentSharedBytes(),
@@ -763,7 +763,7 @@ public final class LMDBEventLog: EventLog {
         }
         if mapResidency != nil {
             let now = Self.nanoseconds(ContinuousClock.now - Self.clockOrigin)
-            if now - lastResidencyCheck.load(ordering: .relaxed) >= 5_000_000 {
+            if now - lastResidencyCheck.load(ordering: .relaxed) >= 1_000_000 {
                 lastResidencyCheck.store(now, ordering: .relaxed)
                 releaseMappedPagesOverLimit()
             }
