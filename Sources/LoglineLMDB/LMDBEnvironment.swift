@@ -18,9 +18,15 @@ import Synchronization
 ///   while no transaction is open (readers are held off for that moment by a reader-writer lock), and the
 ///   closure runs again. A write closure must therefore have no effects outside the transaction until it returns.
 ///
-/// - Important: This is the one `@unchecked Sendable` type of the wrapper. LMDB's `MDB_env` is safe to share
-///   between threads when opened with `MDB_NOTLS`, which this type always does; the map-size changes are guarded
-///   by `resizeLock`, a `pthread_rwlock_t` at a stable address that is only destroyed in `deinit`.
+/// Write-ahead journal: a store created with ``Configuration/writeAheadJournal`` (or that has a journal already)
+/// syncs one record of each write transaction's changes before the commit, instead of LMDB's two syncs of
+/// scattered pages, and checkpoints the data file in the background; opening it replays what a crash left in the
+/// journal. ``write(_:)`` returns only once the transaction is durable either way. The design and its crash rules
+/// are on `WriteAheadJournal`.
+///
+/// - Important: LMDB's `MDB_env` is safe to share between threads when opened with `MDB_NOTLS`, which this type
+///   always does; the map-size changes are guarded by `resizeLock`, a `pthread_rwlock_t` at a stable address that
+///   is only destroyed in `deinit`, and the journal's state by the journal's own mutex.
 public final class LMDBEnvironment: @unchecked Sendable {
     /// How the environment is opened.
     public struct Configuration: Sendable {
@@ -167,7 +173,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         return try body(LMDBTransaction(handle: txn!))
     }
 
-    /// Runs `body` in a write transaction and commits it, with fsync.
+    /// Runs `body` in a write transaction and commits it durably: with fsync, or after its journal record is synced.
     ///
     /// When the map fills up, the transaction is aborted, the map grows, and `body` runs again from the start.
     /// - Parameter body: The writes. It must have no effects outside the transaction until it returns.

@@ -9,7 +9,8 @@ import Synchronization
 /// The event log on LMDB: one environment in a data directory, one writer thread with group commit.
 ///
 /// Appends from every caller wait in one queue. The writer thread takes everything that is waiting, writes it
-/// in one transaction, commits with one fsync, and only then completes each append. So a success always means
+/// in one transaction, commits it with one fsync (of its write-ahead journal record; see
+/// ``Configuration/writeAheadJournal``), and only then completes each append. So a success always means
 /// the event is on disk, and throughput grows with the number of concurrent appenders rather than stopping at
 /// the disk's fsync rate.
 ///

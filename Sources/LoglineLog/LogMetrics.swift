@@ -22,9 +22,9 @@ struct LogMetrics: Sendable {
     let requestsPerCommit: Recorder
     /// Events written per group commit.
     let eventsPerCommit: Recorder
-    /// A whole group commit: staging the requests, then LMDB's commit with its fsyncs.
+    /// A whole group commit: staging the requests, then the durable commit.
     let commitDuration: CoreMetrics.Timer
-    /// LMDB's commit alone: writing the dirty pages and the fsyncs.
+    /// The durable commit alone: the journal record's write and fsync, then LMDB's commit.
     let syncDuration: CoreMetrics.Timer
     /// The last durable position.
     let head: Gauge
