@@ -13,56 +13,38 @@
 final class JournalRecorder {
     /// The header's room, then the operations.
     private(set) var bytes: [UInt8]
-    /// The largest payload recorded; past it the recorder lets its bytes go and records nothing more.
-    private let limit: Int
-    /// Whether the transaction outgrew the limit: it must commit without a record, and checkpoint.
-    private(set) var overflowed = false
 
     /// A recorder for one write transaction.
-    /// - Parameter limit: The largest payload worth journaling: a larger transaction (a rebuild's batch, a bulk
-    ///   index write) would only write its bytes twice, and hold them in memory meanwhile.
-    init(limit: Int = .max) {
-        self.limit = limit
+    init() {
         bytes = [UInt8](repeating: 0, count: JournalRecord.headerSize)
         bytes.reserveCapacity(16 << 10)
     }
 
     /// Whether the transaction changed nothing (that the journal knows of).
-    var isEmpty: Bool { !overflowed && bytes.count == JournalRecord.headerSize }
+    var isEmpty: Bool { bytes.count == JournalRecord.headerSize }
+    /// The size of the payload.
+    var payloadSize: Int { bytes.count - JournalRecord.headerSize }
     /// Where a nested transaction starts: ``rollBack(to:)`` forgets what it recorded.
     var mark: Int { bytes.count }
 
     /// Forgets the operations recorded after `mark` (a nested transaction was aborted).
     func rollBack(to mark: Int) {
-        guard !overflowed else { return }
         bytes.removeSubrange(mark...)
     }
 
     func recordPut(_ database: String, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        guard !overflowed else { return }
         appendHead(.put, database)
         appendBlob(key)
         appendBlob(value)
-        checkLimit()
     }
 
     func recordDelete(_ database: String, key: UnsafeRawBufferPointer) {
-        guard !overflowed else { return }
         appendHead(.delete, database)
         appendBlob(key)
-        checkLimit()
     }
 
     func recordClear(_ database: String) {
-        guard !overflowed else { return }
         appendHead(.clear, database)
-    }
-
-    private func checkLimit() {
-        if bytes.count - JournalRecord.headerSize > limit {
-            overflowed = true
-            bytes = []
-        }
     }
 
     /// Fills in the record's header: it is ready to write.
@@ -155,6 +137,8 @@ struct JournalDamage: Error, CustomStringConvertible {
 enum JournalRecord {
     static let headerSize = 32
     static let magic: UInt32 = 0x4E52_4A4C
+    /// The largest payload the header's length field holds.
+    static let maximumPayload = Int(UInt32.max)
 
     /// Fills in the header at the start of `bytes` (a recorder's buffer).
     static func seal(_ bytes: inout [UInt8], sequence: UInt64, transactionID: UInt64) {

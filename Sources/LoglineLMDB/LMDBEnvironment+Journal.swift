@@ -11,8 +11,8 @@ import CLMDB
 // See ``WriteAheadJournal`` for the design. The rules this section keeps:
 // - A journaled write runs under the journal's lock: its record is written and synced, then LMDB commits without
 //   syncing. Nothing a reader can see is missing from the journal or the synced data file.
-// - A write that records nothing the journal can replay (creating a database, or a record over the size limit)
-//   commits and checkpoints at once, before it returns.
+// - A write that records nothing the journal can replay (creating a database) commits and checkpoints at once,
+//   before it returns. Every other write is journaled, however large.
 // - A checkpoint starts after a commit, with the writer's lock held, so that its snapshot is the one just committed:
 //   it copies that meta page, opens the read transaction that keeps the snapshot's pages, and turns to the other
 //   record file. The checkpoint thread syncs the data file and stores the checkpoint; only then is the previous
@@ -34,8 +34,7 @@ extension LMDBEnvironment {
     func startJournal(directory: String, recovery: JournalRecovery?, configuration: Configuration) throws {
         let policy = WriteAheadJournal.Policy(
             checkpointBytes: configuration.journalCheckpointBytes,
-            checkpointInterval: configuration.journalCheckpointInterval,
-            maximumRecordBytes: configuration.journalMaximumRecordBytes)
+            checkpointInterval: configuration.journalCheckpointInterval)
         let journal: WriteAheadJournal
         if let recovery {
             // The checkpoint's snapshot stays pinned while the records are replayed and until the checkpoint after
@@ -133,7 +132,7 @@ extension LMDBEnvironment {
         let before = lastTransactionID()
         var txn: OpaquePointer?
         try LMDBError.check(mdb_txn_begin(handle, nil, 0, &txn), "mdb_txn_begin (write)")
-        let recorder = JournalRecorder(limit: journal.policy.maximumRecordBytes)
+        let recorder = JournalRecorder()
         let result: T
         do {
             result = try body(LMDBTransaction(handle: txn!, recorder: recorder))
@@ -141,10 +140,19 @@ extension LMDBEnvironment {
             mdb_txn_abort(txn)
             throw error
         }
-        if recorder.isEmpty || recorder.overflowed {
+        if recorder.isEmpty {
+            // Nothing replayable, yet it may have changed the store (a database created): checkpointed at once.
             try commit(txn!)
             if lastTransactionID() != before { try checkpoint(journal) }
             return result
+        }
+        // Every other transaction is journaled, however large: one committed without a record would be visible
+        // to readers before its checkpoint made it durable, and a crash in between would take it back.
+        guard recorder.payloadSize <= JournalRecord.maximumPayload else {
+            mdb_txn_abort(txn)
+            throw LMDBError(
+                code: EFBIG,
+                operation: "a write transaction of \(recorder.payloadSize) bytes is larger than a journal record holds")
         }
         recorder.seal(sequence: journal.nextSequence, transactionID: before + 1)
         do {
@@ -240,11 +248,11 @@ extension LMDBEnvironment {
         while !journal.threadExited { journal.wait() }
         let thread = journal.thread
         journal.thread = nil
-        let pin = journal.pinned
+        // Under the lock, so that a second closer cannot get past it and close the environment first.
+        if let pin = journal.pinned { mdb_txn_abort(pin) }
         journal.pinned = nil
         journal.unlock()
         if let thread { pthread_join(thread, nil) }
-        if let pin { mdb_txn_abort(pin) }
     }
 
     /// The id of the last committed write transaction.

@@ -43,9 +43,6 @@ public final class LMDBEnvironment: @unchecked Sendable {
         public var journalCheckpointBytes: Int = 1 << 20
         /// …or once this long has passed since the last one started, at the next commit.
         public var journalCheckpointInterval: Duration = .milliseconds(20)
-        /// A write transaction whose record would be larger commits without one, and checkpoints at once: a
-        /// rebuild's batch or a bulk index write gains nothing from writing its bytes twice.
-        public var journalMaximumRecordBytes: Int = 2 << 20
 
         /// For tests of an interrupted recovery: the replay fails after this many records.
         var failReplayAfter: Int?

@@ -32,8 +32,6 @@ final class WriteAheadJournal: @unchecked Sendable {
     struct Policy: Sendable {
         var checkpointBytes: Int
         var checkpointInterval: Duration
-        /// A transaction whose record would be larger commits without a record and checkpoints at once.
-        var maximumRecordBytes: Int
     }
 
     /// A checkpoint handed to the checkpoint thread.

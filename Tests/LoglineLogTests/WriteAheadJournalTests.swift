@@ -262,12 +262,12 @@ struct WriteAheadJournalTests {
         }
     }
 
-    @Test("a transaction too large to journal is synced before its write returns, and survives a crash")
-    func largeTransactionsCheckpoint() throws {
+    @Test("a large transaction is journaled like any other, and a crash image holds it")
+    func largeTransactionsAreJournaled() throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        var configuration = journaledConfiguration(checkpointBytes: 1 << 30, interval: .seconds(3600))
-        configuration.journalMaximumRecordBytes = 64 << 10
+        // A checkpoint threshold far below the transaction: the record goes whole into one file all the same.
+        let configuration = journaledConfiguration(checkpointBytes: 64 << 10, interval: .seconds(3600))
         let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
         defer { environment.close() }
         let databases = ["a": try environment.openDatabase(named: "a"), "b": try environment.openDatabase(named: "b")]
@@ -275,7 +275,7 @@ struct WriteAheadJournalTests {
         try workload.run(5, on: environment, databases: databases)
         let journal = try #require(environment.journal)
         let recordsBefore = environment.withWritesHeld { journal.nextSequence }
-        let large = (0..<200).map { [UInt8](repeating: UInt8($0), count: 1000 + $0) }
+        let large = (0..<3000).map { [UInt8](repeating: UInt8(truncatingIfNeeded: $0), count: 1000 + $0 % 700) }
         try environment.write { transaction in
             for (index, value) in large.enumerated() {
                 try transaction.put(databases["b"]!, key: Array("large-\(index)".utf8), value: value)
@@ -283,9 +283,7 @@ struct WriteAheadJournalTests {
         }
         for (index, value) in large.enumerated() { workload.expected["b"]![Array("large-\(index)".utf8)] = value }
         environment.withWritesHeld {
-            #expect(journal.nextSequence == recordsBefore, "no record for the large transaction")
-            #expect(journal.checkpoint.transactionID == environment.lastTransactionID(), "checkpointed at it")
-            #expect(journal.offset == 0)
+            #expect(journal.nextSequence == recordsBefore + 1, "one record for the large transaction")
         }
         try workload.run(5, on: environment, databases: databases)
         let image = try makeTemporaryDirectory()
@@ -297,7 +295,7 @@ struct WriteAheadJournalTests {
         }
         let recovered = try LMDBEnvironment(directory: image)
         defer { recovered.close() }
-        #expect(recovered.replayedJournalRecords == 5)
+        #expect(recovered.replayedJournalRecords > 0)
         try workload.check(recovered)
     }
 
