@@ -22,6 +22,10 @@ public final class LMDBEventLog: EventLog {
         public var initialMapSize: Int = 256 << 20
         /// The most requests taken into one write transaction.
         public var maximumBatchRequests: Int = 4096
+        /// About the most bytes of event data, metadata and state taken into one write transaction: a commit's
+        /// changes are held in memory twice (LMDB's dirty pages and the journal record) until it is durable. A
+        /// larger request still goes, alone.
+        public var maximumBatchBytes: Int = 64 << 20
         /// How many `stream_events` entries wait in memory (``PendingStreamIndex``) before a group commit writes
         /// them in bulk; 1 writes each commit's entries in that commit.
         public var streamIndexBatch: Int = 16_384
@@ -57,6 +61,19 @@ public final class LMDBEventLog: EventLog {
             switch self {
             case .append(_, let completion): completion(.failure(.closed))
             case .unit(_, let completion): completion(.failure(.closed))
+            }
+        }
+
+        /// About how many bytes it writes: what bounds a group commit's size besides its count of requests.
+        var byteEstimate: Int {
+            func size(_ request: AppendRequest) -> Int {
+                request.events.reduce(0) { $0 + $1.data.count + $1.metadata.count + 256 }
+            }
+            switch self {
+            case .append(let request, _): return size(request)
+            case .unit(let unit, _):
+                return unit.appends.reduce(0) { $0 + size($1) }
+                    + unit.writes.reduce(0) { $0 + $1.table.utf8.count + $1.key.count + ($1.value?.count ?? 0) + 16 }
             }
         }
     }
@@ -665,7 +682,13 @@ public final class LMDBEventLog: EventLog {
             wakeup.wait()
             while true {
                 let (batch, closing) = queue.withLock { state -> ([PendingWork], Bool) in
-                    let count = min(state.pending.count, configuration.maximumBatchRequests)
+                    var count = 0
+                    var bytes = 0
+                    for work in state.pending.prefix(configuration.maximumBatchRequests) {
+                        bytes += work.byteEstimate
+                        guard count == 0 || bytes <= configuration.maximumBatchBytes else { break }
+                        count += 1
+                    }
                     let batch = Array(state.pending.prefix(count))
                     state.pending.removeFirst(count)
                     return (batch, state.closing)

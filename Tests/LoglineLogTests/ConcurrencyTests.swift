@@ -239,6 +239,27 @@ struct GroupCommitTests {
         return try results.map { try #require($0) }
     }
 
+    @Test("a group commit takes at most maximumBatchBytes of requests, and at least one request")
+    func batchesAreBoundedInBytes() async throws {
+        var configuration = LMDBEventLog.Configuration()
+        let data = "[" + String(repeating: "1,", count: 1999) + "1]"  // 4,001 bytes
+        configuration.maximumBatchBytes = 3 * (data.utf8.count + 2 + 256)
+        try await withLog(configuration: configuration) { log, _ in
+            let heads = Mutex<[LogPosition]>([])
+            log.onCommit { head in heads.withLock { $0.append(head) } }
+            let requests = (0..<10).map { request(stream("big", "\($0)"), event("e", data: data)) }
+            let results = try await sameBatch(log, warmUp: request(stream("w", "1"), event()), requests)
+            #expect(results.allSatisfy { $0.success != nil })
+            let commits = heads.withLock { $0 }
+            // The warm-up, then the ten in commits of three at most: 4, 7, 10, 11.
+            #expect(commits == [1, 4, 7, 10, 11])
+            // One request over the limit goes alone, not never.
+            let huge = String(repeating: "2", count: 4 * configuration.maximumBatchBytes)
+            let alone = try await log.append(request(stream("huge", "1"), event("e", data: huge)))
+            #expect(alone.events.map(\.position) == [12])
+        }
+    }
+
     @Test("an idempotent retry queued behind its original reports the original's positions")
     func retryInSameBatch() async throws {
         try await withLog { log, _ in
