@@ -36,9 +36,10 @@ public enum CompletionPass {
     /// Runs `body` (the completions) as a pass, then the actions it put off, in the order they were asked for.
     static func run(_ body: () -> Void) {
         let actions = Actions()
+        let outer = pthread_getspecific(key)
         pthread_setspecific(key, Unmanaged.passUnretained(actions).toOpaque())
         body()
-        pthread_setspecific(key, nil)
+        pthread_setspecific(key, outer)
         for action in actions.list { action() }
     }
 }

@@ -266,6 +266,8 @@ struct Serve: AsyncParsableCommand {
         let tls = configuration.tls == nil ? "" : ", TLS"
         // Its own group rather than NIO's singleton (one thread a core): on two cores, two event loops and the
         // writer thread took turns on the cores, and unpipelined GETs ran a third slower than with one loop.
+        // Not shut down: appends still in the writer's queue when the server stops complete onto these loops until
+        // the log closes, as the process exits (NIO's singleton, used before, was never shut down either).
         let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: eventLoopThreads)
         let server = LoglineServer(
             configuration: configuration, log: log, host: projectionHost, groups: groups, eventLoopGroup: eventLoops,
@@ -282,8 +284,10 @@ struct Serve: AsyncParsableCommand {
             .init(service: projectionHost), .init(service: server),
         ]
         if let registry, let metricsPort {
+            // A thread of its own: rendering a scrape on a connection loop would hold up that loop's clients.
             let endpoint = MetricsEndpoint(
-                registry: registry, host: host, port: metricsPort, eventLoopGroup: eventLoops, logger: logger
+                registry: registry, host: host, port: metricsPort,
+                eventLoopGroup: MultiThreadedEventLoopGroup(numberOfThreads: 1), logger: logger
             ) {
                 address in
                 let text =
@@ -297,9 +301,7 @@ struct Serve: AsyncParsableCommand {
                 services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
-            try? await eventLoops.shutdownGracefully()
         } catch {
-            try? await eventLoops.shutdownGracefully()
             logger.error("stopped with an error", metadata: ["error": "\(error)"])
             FileHandle.standardError.write(Data("logline: error: \(error)\n".utf8))
             throw ExitCode(1)
