@@ -254,8 +254,13 @@ struct LifecycleTests {
             #expect(info.streamCount == 3)
             #expect(info.location == URL(fileURLWithPath: path).standardizedFileURL.path)
             #expect(info.storageBytes > 0)
-            let attributes = try FileManager.default.attributesOfItem(atPath: info.location + "/data.mdb")
-            #expect(info.storageBytes == (attributes[.size] as? NSNumber)?.uint64Value)
+            // The data file and the write-ahead journal's files.
+            var onDisk: UInt64 = 0
+            for name in ["data.mdb", "journal-0.wal", "journal-1.wal", "journal.checkpoint"] {
+                let attributes = try FileManager.default.attributesOfItem(atPath: info.location + "/" + name)
+                onDisk += try #require((attributes[.size] as? NSNumber)?.uint64Value)
+            }
+            #expect(info.storageBytes == onDisk)
         }
     }
 
