@@ -34,7 +34,8 @@ extension LMDBEnvironment {
     func startJournal(directory: String, recovery: JournalRecovery?, configuration: Configuration) throws {
         let policy = WriteAheadJournal.Policy(
             checkpointBytes: configuration.journalCheckpointBytes,
-            checkpointInterval: configuration.journalCheckpointInterval)
+            checkpointInterval: configuration.journalCheckpointInterval,
+            observer: configuration.journalCheckpointObserver)
         let journal: WriteAheadJournal
         if let recovery {
             // The checkpoint's snapshot stays pinned while the records are replayed and until the checkpoint after
@@ -202,6 +203,7 @@ extension LMDBEnvironment {
         while journal.checkpointInFlight { journal.wait() }
         if let failure = journal.failure { throw failure }
         var pin: OpaquePointer?
+        let started = ContinuousClock.now
         do {
             let transactionID = lastTransactionID()
             let meta = try metaPage(of: transactionID)
@@ -217,6 +219,7 @@ extension LMDBEnvironment {
             journal.activeFile = next.activeFile
             journal.offset = 0
             journal.lastCheckpointStarted = .now
+            journal.policy.observer?(ContinuousClock.now - started)
         } catch {
             if let pin { mdb_txn_abort(pin) }
             let failure = (error as? LMDBError) ?? LMDBError(code: EIO, operation: "journal checkpoint: \(error)")

@@ -44,6 +44,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
         /// …or once this long has passed since the last one started, at the next commit.
         public var journalCheckpointInterval: Duration = .milliseconds(20)
 
+        /// Called after each journal checkpoint with how long it took (syncing the data file, storing the
+        /// checkpoint), on the thread that ran it; it must return quickly.
+        public var journalCheckpointObserver: (@Sendable (_ duration: Duration) -> Void)?
         /// For tests of an interrupted recovery: the replay fails after this many records.
         var failReplayAfter: Int?
 

@@ -32,6 +32,8 @@ final class WriteAheadJournal: @unchecked Sendable {
     struct Policy: Sendable {
         var checkpointBytes: Int
         var checkpointInterval: Duration
+        /// Told how long each checkpoint took.
+        var observer: (@Sendable (Duration) -> Void)?
     }
 
     /// A checkpoint handed to the checkpoint thread.
@@ -214,6 +216,7 @@ final class WriteAheadJournal: @unchecked Sendable {
             }
             self.job = nil
             unlock()
+            let started = ContinuousClock.now
             var failed: LMDBError?
             let code = sync()
             if code != 0 {
@@ -231,6 +234,7 @@ final class WriteAheadJournal: @unchecked Sendable {
                 if let old = pinned { mdb_txn_abort(old) }
                 pinned = job.pin
                 checkpoint = job.checkpoint
+                policy.observer?(ContinuousClock.now - started)
             }
             checkpointInFlight = false
             broadcast()

@@ -150,6 +150,8 @@ public final class LMDBEventLog: EventLog {
             var environmentConfiguration = LMDBEnvironment.Configuration()
             environmentConfiguration.mapSize = configuration.initialMapSize
             environmentConfiguration.writeAheadJournal = configuration.writeAheadJournal
+            let checkpoints = metrics.checkpointDuration
+            environmentConfiguration.journalCheckpointObserver = { checkpoints.recordNanoseconds(Self.nanoseconds($0)) }
             let environment = try LMDBEnvironment(directory: absolute, configuration: environmentConfiguration)
             self.environment = environment
             self.events = try environment.openDatabase(named: "events")

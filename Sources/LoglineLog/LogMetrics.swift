@@ -32,6 +32,8 @@ struct LogMetrics: Sendable {
     let mapSize: Gauge
     /// How often the store's mapped pages were handed back to the page cache.
     let mapReleases: Counter
+    /// Journal checkpoints: the data file synced behind the journal, and how long each took.
+    let checkpointDuration: CoreMetrics.Timer
 
     init(factory: any MetricsFactory) {
         func requests(_ outcome: String) -> Counter {
@@ -55,5 +57,6 @@ struct LogMetrics: Sendable {
         head = Gauge(label: "logline_head_position", factory: factory)
         mapSize = Gauge(label: "logline_map_size_bytes", factory: factory)
         mapReleases = Counter(label: "logline_map_releases_total", factory: factory)
+        checkpointDuration = CoreMetrics.Timer(label: "logline_journal_checkpoint_seconds", factory: factory)
     }
 }

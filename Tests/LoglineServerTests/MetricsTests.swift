@@ -129,6 +129,8 @@ struct MetricsTests {
         #expect((first["logline_group_commit_requests_sum"] ?? 0) >= 5)
         #expect((first[#"logline_commit_units_total{outcome="committed"}"#] ?? 0) >= 3)
         #expect((first["logline_map_size_bytes"] ?? 0) > 0)
+        // The journal checkpointed at least when the store opened.
+        #expect((first["logline_journal_checkpoint_seconds_count"] ?? 0) >= 1)
         // Each module, by its label: caught up with the head it settled at.
         for module in ["orders", "payment", "restaurant"] {
             let label = #"{module="\#(module)"}"#
