@@ -50,6 +50,23 @@ private func crashImage<G: RandomNumberGenerator>(
     return image
 }
 
+/// The files of `directory` as `kill -9` leaves them: everything written is in the page cache, so in the files.
+/// Copied into a new directory while no write can start or commit.
+private func killImage(of directory: String, environment: LMDBEnvironment) throws -> String {
+    let image = try makeTemporaryDirectory()
+    try environment.withWritesHeld {
+        for name in journalFiles + ["data.mdb"] {
+            try FileManager.default.copyItem(atPath: directory + "/" + name, toPath: image + "/" + name)
+        }
+    }
+    return image
+}
+
+/// The two databases of ``Workload``, opened (created when missing).
+private func workloadDatabases(_ environment: LMDBEnvironment) throws -> [String: LMDBDatabase] {
+    ["a": try environment.openDatabase(named: "a"), "b": try environment.openDatabase(named: "b")]
+}
+
 /// Every entry of `database`, read through LMDB.
 private func entries(of database: LMDBDatabase, in environment: LMDBEnvironment) throws -> [[UInt8]: [UInt8]] {
     try environment.read { transaction in
@@ -193,7 +210,7 @@ struct WriteAheadJournalTests {
         let configuration = journaledConfiguration(checkpointBytes: 1 << 30, interval: .seconds(3600))
         let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
         defer { environment.close() }
-        let databases = ["a": try environment.openDatabase(named: "a"), "b": try environment.openDatabase(named: "b")]
+        let databases = try workloadDatabases(environment)
         var workload = Workload(generator: SplitMix(state: 42))
         try workload.run(30, on: environment, databases: databases)
         try environment.withWritesHeld {
@@ -221,9 +238,7 @@ struct WriteAheadJournalTests {
         #expect(recovered.replayedJournalRecords == 150)
         try workload.check(recovered)
         // It goes on: more writes, a clean close, and an opening with nothing to replay.
-        let recoveredDatabases = [
-            "a": try recovered.openDatabase(named: "a"), "b": try recovered.openDatabase(named: "b"),
-        ]
+        let recoveredDatabases = try workloadDatabases(recovered)
         try workload.run(10, on: recovered, databases: recoveredDatabases)
         recovered.close()
         let reopened = try LMDBEnvironment(directory: image)
@@ -240,19 +255,13 @@ struct WriteAheadJournalTests {
         let configuration = journaledConfiguration(checkpointBytes: 16 << 10, interval: .milliseconds(1))
         let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
         defer { environment.close() }
-        let databases = ["a": try environment.openDatabase(named: "a"), "b": try environment.openDatabase(named: "b")]
+        let databases = try workloadDatabases(environment)
         var workload = Workload(generator: SplitMix(state: 99))
         var images: [(path: String, expected: Workload)] = []
         defer { for image in images { try? FileManager.default.removeItem(atPath: image.path) } }
         for round in 0..<8 {
             try workload.run(20 + round * 7, on: environment, databases: databases)
-            // As `kill -9` leaves it: everything written is in the page cache, so in the files.
-            let image = try makeTemporaryDirectory()
-            try environment.withWritesHeld {
-                for name in journalFiles + ["data.mdb"] {
-                    try FileManager.default.copyItem(atPath: directory + "/" + name, toPath: image + "/" + name)
-                }
-            }
+            let image = try killImage(of: directory, environment: environment)
             images.append((image, workload))
         }
         for image in images {
@@ -270,7 +279,7 @@ struct WriteAheadJournalTests {
         let configuration = journaledConfiguration(checkpointBytes: 64 << 10, interval: .seconds(3600))
         let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
         defer { environment.close() }
-        let databases = ["a": try environment.openDatabase(named: "a"), "b": try environment.openDatabase(named: "b")]
+        let databases = try workloadDatabases(environment)
         var workload = Workload(generator: SplitMix(state: 11))
         try workload.run(5, on: environment, databases: databases)
         let journal = try #require(environment.journal)
@@ -286,13 +295,8 @@ struct WriteAheadJournalTests {
             #expect(journal.nextSequence == recordsBefore + 1, "one record for the large transaction")
         }
         try workload.run(5, on: environment, databases: databases)
-        let image = try makeTemporaryDirectory()
+        let image = try killImage(of: directory, environment: environment)
         defer { try? FileManager.default.removeItem(atPath: image) }
-        try environment.withWritesHeld {
-            for name in journalFiles + ["data.mdb"] {
-                try FileManager.default.copyItem(atPath: directory + "/" + name, toPath: image + "/" + name)
-            }
-        }
         let recovered = try LMDBEnvironment(directory: image)
         defer { recovered.close() }
         #expect(recovered.replayedJournalRecords > 0)
@@ -306,7 +310,7 @@ struct WriteAheadJournalTests {
         let configuration = journaledConfiguration(checkpointBytes: 1 << 30, interval: .seconds(3600))
         let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
         defer { environment.close() }
-        let databases = ["a": try environment.openDatabase(named: "a"), "b": try environment.openDatabase(named: "b")]
+        let databases = try workloadDatabases(environment)
         var workload = Workload(generator: SplitMix(state: 3))
         try workload.run(20, on: environment, databases: databases)
         try environment.withWritesHeld { try environment.checkpoint(environment.journal!) }
@@ -336,9 +340,7 @@ struct WriteAheadJournalTests {
         do {
             let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
             defer { environment.close() }
-            let databases = [
-                "a": try environment.openDatabase(named: "a"), "b": try environment.openDatabase(named: "b"),
-            ]
+            let databases = try workloadDatabases(environment)
             try workload.run(30, on: environment, databases: databases)
         }
         // Records of that run are still in the files; the checkpoint that placed them goes.
@@ -357,7 +359,7 @@ struct WriteAheadJournalTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let configuration = journaledConfiguration(checkpointBytes: 1 << 30, interval: .seconds(3600))
         let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
-        let databases = ["a": try environment.openDatabase(named: "a"), "b": try environment.openDatabase(named: "b")]
+        let databases = try workloadDatabases(environment)
         var workload = Workload(generator: SplitMix(state: 5))
         try workload.run(5, on: environment, databases: databases)
         let early = Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/data.mdb")))
@@ -384,13 +386,8 @@ struct WriteAheadJournalTests {
                     events: [ProposedEvent(eventType: "order-created", data: Array("{\"n\":\(index)}".utf8))]))
             acknowledged.append(contentsOf: result.events.map(\.position))
         }
-        let image = try makeTemporaryDirectory()
+        let image = try killImage(of: directory, environment: log.environment)
         defer { try? FileManager.default.removeItem(atPath: image) }
-        try log.environment.withWritesHeld {
-            for name in journalFiles + ["data.mdb"] {
-                try FileManager.default.copyItem(atPath: directory + "/" + name, toPath: image + "/" + name)
-            }
-        }
         let recovered = try LMDBEventLog(directory: image, logger: Logger(label: "test"))
         defer { recovered.close() }
         #expect(recovered.headPosition == acknowledged.last)
