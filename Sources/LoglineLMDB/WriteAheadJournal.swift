@@ -313,7 +313,8 @@ struct JournalRecovery {
             throw JournalDamage(
                 message: "data.mdb is at transaction \(onDisk), but the journal holds only \(records.count) "
                     + "transaction(s) after its checkpoint at \(checkpointed): something wrote to the store without "
-                    + "its journal")
+                    + "its journal (another LMDB program?). If that writer closed the store cleanly, delete "
+                    + "journal.checkpoint to start a new journal from the data file as it is")
         }
         let clean = onDisk == checkpointed && records.isEmpty
         if !clean {

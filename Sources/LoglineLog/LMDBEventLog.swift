@@ -220,10 +220,11 @@ public final class LMDBEventLog: EventLog {
     }
 
     /// Checks the store's format, and brings a store of format 1 (which indexed every event in its commit, and
-    /// has no `indexed_through`) to format 2; a new store starts at format 2.
+    /// has no `indexed_through`) or 2 to format 3; a new store starts at format 3.
     ///
     /// Format 2 may leave events after `indexed_through` out of `stream_events`, which a server that reads format 1
-    /// would take for missing events: the format number keeps such a server out.
+    /// would take for missing events; format 3 may have a write-ahead journal, which a server of format 2 would not
+    /// replay: the format number keeps such servers out.
     private func checkFormat(head: LogPosition) throws {
         let stored = try environment.read { [meta] transaction in
             try transaction.get(meta, key: StorageLayout.formatKey).map { Array($0) }
@@ -236,9 +237,13 @@ public final class LMDBEventLog: EventLog {
                 try transaction.put(meta, key: StorageLayout.indexedThroughKey, value: StorageLayout.bigEndian(head))
                 try transaction.put(meta, key: StorageLayout.formatKey, value: [StorageLayout.storeFormat])
             }
+        case [2]?:
+            try environment.write { [meta] transaction in
+                try transaction.put(meta, key: StorageLayout.formatKey, value: [StorageLayout.storeFormat])
+            }
         case let other?:
             throw OpenError.corrupt(
-                "the store in \(directory) has format \(other), this server reads formats 1 and 2")
+                "the store in \(directory) has format \(other), this server reads formats 1 to 3")
         }
     }
 

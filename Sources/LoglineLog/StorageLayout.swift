@@ -21,8 +21,10 @@ import LoglineCore
 /// metadata, then the data to the end.
 enum StorageLayout {
     static let recordFormat: UInt8 = 1
-    /// The format of the store as a whole: 2 since `stream_events` may lag behind `events` (`indexed_through`).
-    static let storeFormat: UInt8 = 2
+    /// The format of the store as a whole: 2 since `stream_events` may lag behind `events` (`indexed_through`); 3
+    /// since the store may have a write-ahead journal, which a server of format 2 would not know to replay (its
+    /// writes would then make the journal refuse the store).
+    static let storeFormat: UInt8 = 3
     static let formatKey = Array("format".utf8)
     static let streamCountKey = Array("stream_count".utf8)
     static let indexedThroughKey = Array("indexed_through".utf8)

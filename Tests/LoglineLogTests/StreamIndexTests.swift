@@ -28,6 +28,14 @@ private func setMeta(_ path: String, _ entries: [String: [UInt8]?]) throws {
     }
 }
 
+/// The `format` entry of a closed store's `meta`, straight through LMDB.
+private func storedFormat(_ path: String) throws -> [UInt8]? {
+    let environment = try LMDBEnvironment(directory: path)
+    defer { environment.close() }
+    let meta = try environment.openDatabase(named: "meta")
+    return try environment.read { try $0.get(meta, key: Array("format".utf8)).map { Array($0) } }
+}
+
 /// The `stream_events` entries of a closed store, straight through LMDB.
 private func storedIndexEntryCount(_ path: String) throws -> Int {
     let environment = try LMDBEnvironment(directory: path)
@@ -215,18 +223,26 @@ struct StreamIndexTests {
         }
     }
 
-    @Test("a store of format 1 opens and becomes format 2; an unknown format is refused")
+    @Test("a store of format 1 or 2 opens and becomes format 3; an unknown format is refused")
     func formats() async throws {
         try await withTemporaryDirectory { path in
             let log = try LMDBEventLog(directory: path, logger: testLogger)
             for index in 0..<6 { _ = try await log.append(request(stream("order", "o\(index % 2)"), event())) }
             log.close()
+            #expect(try storedFormat(path) == [3])
             // What a server of format 1 left: every event indexed, no indexed_through.
             try setMeta(path, ["format": [1], "indexed_through": nil])
             let upgraded = try LMDBEventLog(directory: path, logger: testLogger)
             #expect(try upgraded.everything(in: stream("order", "o1")).map(\.position) == [2, 4, 6])
             #expect(try LogChecker(log: upgraded).check().problems == [])
             upgraded.close()
+            #expect(try storedFormat(path) == [3])
+            // What a server of format 2 left (with a journal given by this one since).
+            try setMeta(path, ["format": [2]])
+            let fromTwo = try LMDBEventLog(directory: path, logger: testLogger)
+            #expect(try fromTwo.everything(in: stream("order", "o0")).map(\.position) == [1, 3, 5])
+            fromTwo.close()
+            #expect(try storedFormat(path) == [3])
 
             try setMeta(path, ["format": [9]])
             #expect(throws: OpenError.self) { _ = try LMDBEventLog(directory: path, logger: testLogger) }
