@@ -284,6 +284,28 @@ struct ProcessTests {
         restarted.terminate()
     }
 
+    @Test("serve runs as many event loops as --event-loop-threads says, and refuses 0")
+    func eventLoopThreads() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let server = try ServerProcess(data: directory.path, arguments: ["--event-loop-threads", "3"])
+        defer { server.terminate() }
+        #expect(try Self.eventLoopThreadCount(of: server.process.processIdentifier) == 3)
+        #expect(try runProgram(try loglineExecutable(), ["ping", "--port", String(server.port)]).output == "PONG\n")
+        let refused = try runProgram(
+            try loglineExecutable(), ["serve", "--data", directory.path + "/other", "--event-loop-threads", "0"])
+        #expect(refused.status != 0)
+        #expect(refused.error.contains("--event-loop-threads must be between 1 and 1024"))
+    }
+
+    /// How many of a process's threads are NIO event loops of a group it made (named `NIO-ELT-…`).
+    private static func eventLoopThreadCount(of pid: Int32) throws -> Int {
+        let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")
+        return try tasks.filter { task in
+            try String(contentsOfFile: "/proc/\(pid)/task/\(task)/comm", encoding: .utf8).hasPrefix("NIO-ELT")
+        }.count
+    }
+
     @Test func cliPrintsRepliesAndFailsWithOneLine() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
