@@ -186,13 +186,9 @@ extension LMDBEnvironment {
         let transactionID = lastTransactionID()
         journal.lastCheckpointStarted = .now
         guard let meta = try? metaPage(of: transactionID), let pin = try? pinSnapshot() else { return }
-        journal.job = WriteAheadJournal.Job(
-            checkpoint: JournalCheckpoint(
-                counter: journal.checkpoint.counter + 1, sequence: journal.nextSequence - 1,
-                transactionID: transactionID, activeFile: 1 - journal.activeFile, meta: meta),
-            pin: pin)
-        journal.activeFile = 1 - journal.activeFile
-        journal.offset = 0
+        let next = journal.nextCheckpoint(transactionID: transactionID, meta: meta)
+        journal.job = WriteAheadJournal.Job(checkpoint: next, pin: pin)
+        journal.turn(to: next)
         journal.checkpointInFlight = true
         journal.broadcast()
     }
@@ -209,16 +205,10 @@ extension LMDBEnvironment {
             let meta = try metaPage(of: transactionID)
             pin = try pinSnapshot()
             try LMDBError.check(mdb_env_sync(handle, 1), "journal checkpoint: mdb_env_sync")
-            let next = JournalCheckpoint(
-                counter: journal.checkpoint.counter + 1, sequence: journal.nextSequence - 1,
-                transactionID: transactionID, activeFile: 1 - journal.activeFile, meta: meta)
+            let next = journal.nextCheckpoint(transactionID: transactionID, meta: meta)
             try journal.store(next)
-            if let old = journal.pinned { mdb_txn_abort(old) }
-            journal.pinned = pin
-            journal.checkpoint = next
-            journal.activeFile = next.activeFile
-            journal.offset = 0
-            journal.lastCheckpointStarted = .now
+            journal.adopt(next, pin: pin!)
+            journal.turn(to: next)
             journal.policy.observer?(ContinuousClock.now - started)
         } catch {
             if let pin { mdb_txn_abort(pin) }

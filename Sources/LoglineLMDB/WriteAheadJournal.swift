@@ -144,6 +144,29 @@ final class WriteAheadJournal: @unchecked Sendable {
             || ContinuousClock.now - lastCheckpointStarted >= policy.checkpointInterval
     }
 
+    /// The checkpoint of `transactionID`, just committed, whose meta page is `meta`: every record so far is in it,
+    /// and the records after it go to the head of the other file.
+    func nextCheckpoint(transactionID: UInt64, meta: [UInt8]) -> JournalCheckpoint {
+        JournalCheckpoint(
+            counter: checkpoint.counter + 1, sequence: nextSequence - 1, transactionID: transactionID,
+            activeFile: 1 - activeFile, meta: meta)
+    }
+
+    /// Sends the records after `next` to the head of the file it names (a checkpoint is starting).
+    func turn(to next: JournalCheckpoint) {
+        activeFile = next.activeFile
+        offset = 0
+        lastCheckpointStarted = .now
+    }
+
+    /// Makes `durable`, stored and synced, the checkpoint, with `pin` keeping its snapshot, and lets go of the
+    /// previous one's.
+    func adopt(_ durable: JournalCheckpoint, pin: OpaquePointer) {
+        if let old = pinned { mdb_txn_abort(old) }
+        pinned = pin
+        checkpoint = durable
+    }
+
     /// Writes `checkpoint` over its slot and syncs it.
     func store(_ checkpoint: JournalCheckpoint) throws {
         try checkpointFile.write(checkpoint.encoded(), at: Int(checkpoint.counter % 2) * JournalCheckpoint.slotSize)
@@ -231,9 +254,7 @@ final class WriteAheadJournal: @unchecked Sendable {
                 failure = failure ?? failed
                 mdb_txn_abort(job.pin)
             } else {
-                if let old = pinned { mdb_txn_abort(old) }
-                pinned = job.pin
-                checkpoint = job.checkpoint
+                adopt(job.checkpoint, pin: job.pin)
                 policy.observer?(ContinuousClock.now - started)
             }
             checkpointInFlight = false
