@@ -261,7 +261,7 @@ extension LMDBEnvironment {
         try LMDBError.check(mdb_env_get_fd(handle, &descriptor), "mdb_env_get_fd")
         var stat = MDB_stat()
         try LMDBError.check(mdb_env_stat(handle, &stat), "mdb_env_stat")
-        let file = JournalFile(descriptor: descriptor, path: path + "/data.mdb")
+        let file = JournalFile(descriptor: descriptor, path: path + "/" + Self.dataFileName)
         let page = try file.read(count: JournalCheckpoint.metaSize, at: Int(transactionID & 1) * Int(stat.ms_psize))
         guard LMDBMetaPage.transactionID(page) == transactionID else {
             throw LMDBError(

@@ -61,6 +61,11 @@ public final class LMDBEnvironment: @unchecked Sendable {
     private let isClosed = Atomic<Bool>(false)
     /// The directory that holds `data.mdb` and `lock.mdb`.
     public let path: String
+    /// The name of LMDB's data file in the directory.
+    public static let dataFileName = "data.mdb"
+    /// The files that hold a store's data in its directory: LMDB's data file and the write-ahead journal's (not
+    /// the lock files).
+    public static let storeFileNames = [dataFileName] + WriteAheadJournal.fileNames
     /// The write-ahead journal, when the store has one; set once, at the end of `init`.
     var journal: WriteAheadJournal?
     /// How many journal records the opening replayed after a crash (0 after a clean close).
@@ -264,7 +269,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
             // LMDB does not say where it mapped the file (`me_mapaddr` is only set with MDB_FIXEDMAP): the kernel
             // does, in /proc/self/maps.
             guard let maps = Self.readWholeFile("/proc/self/maps") else { return false }
-            let dataFile = path.hasSuffix("/") ? path + "data.mdb" : path + "/data.mdb"
+            let dataFile = (path.hasSuffix("/") ? path : path + "/") + Self.dataFileName
             var released = false
             for line in maps.split(separator: UInt8(ascii: "\n")) {
                 guard line.count > dataFile.utf8.count, line.suffix(dataFile.utf8.count).elementsEqual(dataFile.utf8),
@@ -338,7 +343,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         try LMDBError.check(
             mdb_env_copy2(handle, directory, compact ? UInt32(MDB_CP_COMPACT) : 0), "mdb_env_copy2 \(directory)")
         // LMDB syncs the copy only when the environment syncs its own commits, which a journaled one does not.
-        let copy = try JournalFile.open(directory + "/data.mdb")
+        let copy = try JournalFile.open(directory + "/" + Self.dataFileName)
         defer { copy.close() }
         try copy.sync()
         try JournalFile.syncDirectory(directory)

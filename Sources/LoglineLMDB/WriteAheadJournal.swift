@@ -45,6 +45,8 @@ final class WriteAheadJournal: @unchecked Sendable {
 
     static let checkpointFileName = "journal.checkpoint"
     static func recordFileName(_ index: Int) -> String { "journal-\(index).wal" }
+    /// Every file of the journal.
+    static let fileNames = [recordFileName(0), recordFileName(1), checkpointFileName]
 
     let policy: Policy
     let directory: String
@@ -308,7 +310,7 @@ struct JournalRecovery {
             next = found.last!.sequence + 1
             activeFile = index
         }
-        let data = try JournalFile.open(directory + "/data.mdb")
+        let data = try JournalFile.open(directory + "/" + LMDBEnvironment.dataFileName)
         defer { data.close() }
         let pageSize = LMDBMetaPage.pageSize(checkpoint.meta)
         guard pageSize >= 512, pageSize.nonzeroBitCount == 1,

@@ -654,7 +654,7 @@ public final class LMDBEventLog: EventLog {
             return (last, streamCount ?? 0)
         }
         // The data file and the write-ahead journal's files: what the store takes on disk.
-        let size = ["data.mdb", "journal-0.wal", "journal-1.wal", "journal.checkpoint"].reduce(UInt64(0)) {
+        let size = LMDBEnvironment.storeFileNames.reduce(UInt64(0)) {
             $0 + ((try? FileManager.default.attributesOfItem(atPath: directory + "/" + $1)[.size] as? UInt64) ?? 0)
         }
         return LogInfo(
