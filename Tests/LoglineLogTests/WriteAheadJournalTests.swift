@@ -155,6 +155,35 @@ private func journaledConfiguration(checkpointBytes: Int, interval: Duration) ->
     return configuration
 }
 
+/// A journaled environment in a new directory, with the workload's databases; closed and removed when `body`
+/// returns (closing twice is harmless, so `body` may close it first). By default no checkpoint starts by itself.
+private func withJournaledStore<T>(
+    checkpointBytes: Int = 1 << 30, interval: Duration = .seconds(3600),
+    _ body: (_ directory: String, _ environment: LMDBEnvironment, _ databases: [String: LMDBDatabase]) throws -> T
+) throws -> T {
+    let directory = try makeTemporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let environment = try LMDBEnvironment(
+        directory: directory,
+        configuration: journaledConfiguration(checkpointBytes: checkpointBytes, interval: interval))
+    defer { environment.close() }
+    return try body(directory, environment, try workloadDatabases(environment))
+}
+
+/// Checkpoints now and returns the data file as the checkpoint left it: what a crash image starts from.
+private func checkpointedDataFile(of directory: String, environment: LMDBEnvironment) throws -> [UInt8] {
+    try environment.withWritesHeld { try environment.checkpoint(environment.journal!) }
+    return Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/data.mdb")))
+}
+
+/// Opens `directory` again and checks that it has nothing to replay and holds what `workload` expects.
+private func expectCleanReopening(of directory: String, holding workload: Workload) throws {
+    let reopened = try LMDBEnvironment(directory: directory)
+    defer { reopened.close() }
+    #expect(reopened.replayedJournalRecords == 0)
+    try workload.check(reopened)
+}
+
 @Suite("Write-ahead journal")
 struct WriteAheadJournalTests {
     @Test("a record reads back whole; the journal ends at a torn record, a damaged one or an older one")
@@ -204,170 +233,138 @@ struct WriteAheadJournalTests {
         "a crash image opens with every committed write, whichever pages written since the checkpoint reached the disk",
         arguments: ["all", "none", "meta pages only", "a random half", "a random tenth"])
     func crashImagesOpenAtTheLastCommit(flushed: String) throws {
-        let directory = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
         // No checkpoint starts during the writes: the data file as of the last one is the copy taken below.
-        let configuration = journaledConfiguration(checkpointBytes: 1 << 30, interval: .seconds(3600))
-        let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
-        defer { environment.close() }
-        let databases = try workloadDatabases(environment)
-        var workload = Workload(generator: SplitMix(state: 42))
-        try workload.run(30, on: environment, databases: databases)
-        try environment.withWritesHeld {
-            // Checkpoint now, so that the pages of a store with content are the ones at stake.
-            try environment.checkpoint(environment.journal!)
-        }
-        let checkpointImage = Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/data.mdb")))
-        try workload.run(150, on: environment, databases: databases)
+        try withJournaledStore { directory, environment, databases in
+            var workload = Workload(generator: SplitMix(state: 42))
+            try workload.run(30, on: environment, databases: databases)
+            // Checkpointed now, so that the pages of a store with content are the ones at stake.
+            let checkpointImage = try checkpointedDataFile(of: directory, environment: environment)
+            try workload.run(150, on: environment, databases: databases)
 
-        let pages: FlushedPages =
-            switch flushed {
-            case "all": .all
-            case "none": .none
-            case "meta pages only": .metaOnly
-            case "a random half": .random(0.5)
-            default: .random(0.1)
-            }
-        var generator = SplitMix(state: 7)
-        let image = try crashImage(
-            of: directory, environment: environment, checkpointImage: checkpointImage, pages: pages,
-            using: &generator)
-        defer { try? FileManager.default.removeItem(atPath: image) }
-        let recovered = try LMDBEnvironment(directory: image)
-        #expect(recovered.isJournaled)
-        #expect(recovered.replayedJournalRecords == 150)
-        try workload.check(recovered)
-        // It goes on: more writes, a clean close, and an opening with nothing to replay.
-        let recoveredDatabases = try workloadDatabases(recovered)
-        try workload.run(10, on: recovered, databases: recoveredDatabases)
-        recovered.close()
-        let reopened = try LMDBEnvironment(directory: image)
-        defer { reopened.close() }
-        #expect(reopened.replayedJournalRecords == 0)
-        try workload.check(reopened)
+            let pages: FlushedPages =
+                switch flushed {
+                case "all": .all
+                case "none": .none
+                case "meta pages only": .metaOnly
+                case "a random half": .random(0.5)
+                default: .random(0.1)
+                }
+            var generator = SplitMix(state: 7)
+            let image = try crashImage(
+                of: directory, environment: environment, checkpointImage: checkpointImage, pages: pages,
+                using: &generator)
+            defer { try? FileManager.default.removeItem(atPath: image) }
+            let recovered = try LMDBEnvironment(directory: image)
+            #expect(recovered.isJournaled)
+            #expect(recovered.replayedJournalRecords == 150)
+            try workload.check(recovered)
+            // It goes on: more writes, a clean close, and an opening with nothing to replay.
+            try workload.run(10, on: recovered, databases: try workloadDatabases(recovered))
+            recovered.close()
+            try expectCleanReopening(of: image, holding: workload)
+        }
     }
 
     @Test("crash images taken while checkpoints run in the background open with every committed write")
     func crashImagesDuringCheckpoints() throws {
-        let directory = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
         // A checkpoint after nearly every commit: the journal turns from one file to the other all the time.
-        let configuration = journaledConfiguration(checkpointBytes: 16 << 10, interval: .milliseconds(1))
-        let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
-        defer { environment.close() }
-        let databases = try workloadDatabases(environment)
-        var workload = Workload(generator: SplitMix(state: 99))
-        var images: [(path: String, expected: Workload)] = []
-        defer { for image in images { try? FileManager.default.removeItem(atPath: image.path) } }
-        for round in 0..<8 {
-            try workload.run(20 + round * 7, on: environment, databases: databases)
-            let image = try killImage(of: directory, environment: environment)
-            images.append((image, workload))
-        }
-        for image in images {
-            let recovered = try LMDBEnvironment(directory: image.path)
-            defer { recovered.close() }
-            try image.expected.check(recovered)
+        try withJournaledStore(checkpointBytes: 16 << 10, interval: .milliseconds(1)) {
+            directory, environment, databases in
+            var workload = Workload(generator: SplitMix(state: 99))
+            var images: [(path: String, expected: Workload)] = []
+            defer { for image in images { try? FileManager.default.removeItem(atPath: image.path) } }
+            for round in 0..<8 {
+                try workload.run(20 + round * 7, on: environment, databases: databases)
+                let image = try killImage(of: directory, environment: environment)
+                images.append((image, workload))
+            }
+            for image in images {
+                let recovered = try LMDBEnvironment(directory: image.path)
+                defer { recovered.close() }
+                try image.expected.check(recovered)
+            }
         }
     }
 
     @Test("a large transaction is journaled like any other, and a crash image holds it")
     func largeTransactionsAreJournaled() throws {
-        let directory = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
         // A checkpoint threshold far below the transaction: the record goes whole into one file all the same.
-        let configuration = journaledConfiguration(checkpointBytes: 64 << 10, interval: .seconds(3600))
-        let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
-        defer { environment.close() }
-        let databases = try workloadDatabases(environment)
-        var workload = Workload(generator: SplitMix(state: 11))
-        try workload.run(5, on: environment, databases: databases)
-        let journal = try #require(environment.journal)
-        let recordsBefore = environment.withWritesHeld { journal.nextSequence }
-        let large = (0..<3000).map { [UInt8](repeating: UInt8(truncatingIfNeeded: $0), count: 1000 + $0 % 700) }
-        try environment.write { transaction in
-            for (index, value) in large.enumerated() {
-                try transaction.put(databases["b"]!, key: Array("large-\(index)".utf8), value: value)
+        try withJournaledStore(checkpointBytes: 64 << 10) { directory, environment, databases in
+            var workload = Workload(generator: SplitMix(state: 11))
+            try workload.run(5, on: environment, databases: databases)
+            let journal = try #require(environment.journal)
+            let recordsBefore = environment.withWritesHeld { journal.nextSequence }
+            let large = (0..<3000).map { [UInt8](repeating: UInt8(truncatingIfNeeded: $0), count: 1000 + $0 % 700) }
+            try environment.write { transaction in
+                for (index, value) in large.enumerated() {
+                    try transaction.put(databases["b"]!, key: Array("large-\(index)".utf8), value: value)
+                }
             }
+            for (index, value) in large.enumerated() { workload.expected["b"]![Array("large-\(index)".utf8)] = value }
+            environment.withWritesHeld {
+                #expect(journal.nextSequence == recordsBefore + 1, "one record for the large transaction")
+            }
+            try workload.run(5, on: environment, databases: databases)
+            let image = try killImage(of: directory, environment: environment)
+            defer { try? FileManager.default.removeItem(atPath: image) }
+            let recovered = try LMDBEnvironment(directory: image)
+            defer { recovered.close() }
+            #expect(recovered.replayedJournalRecords > 0)
+            try workload.check(recovered)
         }
-        for (index, value) in large.enumerated() { workload.expected["b"]![Array("large-\(index)".utf8)] = value }
-        environment.withWritesHeld {
-            #expect(journal.nextSequence == recordsBefore + 1, "one record for the large transaction")
-        }
-        try workload.run(5, on: environment, databases: databases)
-        let image = try killImage(of: directory, environment: environment)
-        defer { try? FileManager.default.removeItem(atPath: image) }
-        let recovered = try LMDBEnvironment(directory: image)
-        defer { recovered.close() }
-        #expect(recovered.replayedJournalRecords > 0)
-        try workload.check(recovered)
     }
 
     @Test("a recovery cut short leaves the checkpoint's snapshot intact: the next opening recovers everything")
     func interruptedRecovery() throws {
-        let directory = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let configuration = journaledConfiguration(checkpointBytes: 1 << 30, interval: .seconds(3600))
-        let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
-        defer { environment.close() }
-        let databases = try workloadDatabases(environment)
-        var workload = Workload(generator: SplitMix(state: 3))
-        try workload.run(20, on: environment, databases: databases)
-        try environment.withWritesHeld { try environment.checkpoint(environment.journal!) }
-        let checkpointImage = Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/data.mdb")))
-        try workload.run(120, on: environment, databases: databases)
-        var generator = SplitMix(state: 1)
-        let image = try crashImage(
-            of: directory, environment: environment, checkpointImage: checkpointImage, pages: .none,
-            using: &generator)
-        defer { try? FileManager.default.removeItem(atPath: image) }
-        // The replay stops part-way, as a crash or a full disk would stop it, with its transactions committed.
-        var interrupted = LMDBEnvironment.Configuration()
-        interrupted.failReplayAfter = 100
-        #expect(throws: LMDBError.self) { _ = try LMDBEnvironment(directory: image, configuration: interrupted) }
-        let recovered = try LMDBEnvironment(directory: image)
-        defer { recovered.close() }
-        #expect(recovered.replayedJournalRecords == 120)
-        try workload.check(recovered)
+        try withJournaledStore { directory, environment, databases in
+            var workload = Workload(generator: SplitMix(state: 3))
+            try workload.run(20, on: environment, databases: databases)
+            let checkpointImage = try checkpointedDataFile(of: directory, environment: environment)
+            try workload.run(120, on: environment, databases: databases)
+            var generator = SplitMix(state: 1)
+            let image = try crashImage(
+                of: directory, environment: environment, checkpointImage: checkpointImage, pages: .none,
+                using: &generator)
+            defer { try? FileManager.default.removeItem(atPath: image) }
+            // The replay stops part-way, as a crash or a full disk would stop it, with its transactions committed.
+            var interrupted = LMDBEnvironment.Configuration()
+            interrupted.failReplayAfter = 100
+            #expect(throws: LMDBError.self) { _ = try LMDBEnvironment(directory: image, configuration: interrupted) }
+            let recovered = try LMDBEnvironment(directory: image)
+            defer { recovered.close() }
+            #expect(recovered.replayedJournalRecords == 120)
+            try workload.check(recovered)
+        }
     }
 
     @Test("a journal made anew for a store ignores record files an earlier journal left")
     func recordFilesOfAnEarlierJournal() throws {
-        let directory = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let configuration = journaledConfiguration(checkpointBytes: 1 << 30, interval: .seconds(3600))
-        var workload = Workload(generator: SplitMix(state: 8))
-        do {
-            let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
-            defer { environment.close() }
-            let databases = try workloadDatabases(environment)
+        try withJournaledStore { directory, environment, databases in
+            var workload = Workload(generator: SplitMix(state: 8))
             try workload.run(30, on: environment, databases: databases)
+            environment.close()
+            // Records of that run are still in the files; the checkpoint that placed them goes.
+            try FileManager.default.removeItem(atPath: directory + "/journal.checkpoint")
+            let fresh = try LMDBEnvironment(
+                directory: directory,
+                configuration: journaledConfiguration(checkpointBytes: 1 << 30, interval: .seconds(3600)))
+            fresh.close()
+            try expectCleanReopening(of: directory, holding: workload)
         }
-        // Records of that run are still in the files; the checkpoint that placed them goes.
-        try FileManager.default.removeItem(atPath: directory + "/journal.checkpoint")
-        let fresh = try LMDBEnvironment(directory: directory, configuration: configuration)
-        fresh.close()
-        let reopened = try LMDBEnvironment(directory: directory)
-        defer { reopened.close() }
-        #expect(reopened.replayedJournalRecords == 0)
-        try workload.check(reopened)
     }
 
     @Test("a data file that is not the one the journal belongs to is refused, not rewound")
     func aForeignDataFileIsRefused() throws {
-        let directory = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let configuration = journaledConfiguration(checkpointBytes: 1 << 30, interval: .seconds(3600))
-        let environment = try LMDBEnvironment(directory: directory, configuration: configuration)
-        let databases = try workloadDatabases(environment)
-        var workload = Workload(generator: SplitMix(state: 5))
-        try workload.run(5, on: environment, databases: databases)
-        let early = Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/data.mdb")))
-        try workload.run(5, on: environment, databases: databases)
-        environment.close()
-        // An older data file put back under a journal that has checkpointed past it.
-        try Data(early).write(to: URL(fileURLWithPath: directory + "/data.mdb"))
-        #expect(throws: LMDBError.self) { _ = try LMDBEnvironment(directory: directory) }
+        try withJournaledStore { directory, environment, databases in
+            var workload = Workload(generator: SplitMix(state: 5))
+            try workload.run(5, on: environment, databases: databases)
+            let early = Array(try Data(contentsOf: URL(fileURLWithPath: directory + "/data.mdb")))
+            try workload.run(5, on: environment, databases: databases)
+            environment.close()
+            // An older data file put back under a journal that has checkpointed past it.
+            try Data(early).write(to: URL(fileURLWithPath: directory + "/data.mdb"))
+            #expect(throws: LMDBError.self) { _ = try LMDBEnvironment(directory: directory) }
+        }
     }
 
     @Test("a log opened from a crash image holds every acknowledged append, and passes check")
