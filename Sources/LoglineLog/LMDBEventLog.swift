@@ -325,8 +325,8 @@ public final class LMDBEventLog: EventLog {
     /// When the shared part of the process's resident set has grown by more than the limit since the log opened
     /// (the store's mapped pages), hands those pages back to the page cache (``Configuration/residentMapLimit``).
     ///
-    /// The writer also calls this after its commits, at most every millisecond: a large commit (a rebuild's batch) maps in
-    /// tens of megabytes of pages at once, faster than the thread, which competes for the same cores, looks.
+    /// The writer also calls this after its commits, at most every millisecond: a large commit (a rebuild's batch)
+    /// maps in tens of megabytes of pages at once, faster than the thread, which competes for the same cores, looks.
     private func releaseMappedPagesOverLimit() {
         guard let (baseline, limit) = mapResidency, let resident = LMDBEnvironment.residentSharedBytes(),
             resident - baseline > limit
