@@ -69,13 +69,19 @@ extension LMDBEnvironment {
         }
         journal.lock()
         defer { journal.unlock() }
-        // Pins the snapshot the store now stands at, and makes it the checkpoint (after a replay, it is not yet).
-        do {
-            try checkpoint(journal)
-        } catch {
-            if let pin = journal.pinned { mdb_txn_abort(pin) }
-            journal.pinned = nil
-            throw error
+        if recovery.map({ $0.restoredMeta || !$0.records.isEmpty }) ?? false {
+            // After a replay the store stands past its checkpoint: a checkpoint now pins where it stands.
+            do {
+                try checkpoint(journal)
+            } catch {
+                if let pin = journal.pinned { mdb_txn_abort(pin) }
+                journal.pinned = nil
+                throw error
+            }
+        } else if journal.pinned == nil {
+            // A new journal, whose first checkpoint was just synced and stored: nothing committed since, so the
+            // snapshot to pin is that checkpoint's. (A clean opening already pins its checkpoint's.)
+            journal.pinned = try pinSnapshot()
         }
         let environment = UnsafeSendable(handle)
         journal.startCheckpointThread { mdb_env_sync(environment.value, 1) }

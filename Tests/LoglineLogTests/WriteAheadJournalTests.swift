@@ -262,6 +262,22 @@ struct WriteAheadJournalTests {
             try workload.run(10, on: recovered, databases: try workloadDatabases(recovered))
             recovered.close()
             try expectCleanReopening(of: image, holding: workload)
+            // A clean opening keeps its checkpoint's snapshot pinned: a second crash, after more writes, loses
+            // nothing either, whichever of their pages reached the disk.
+            // No checkpoint starts during these writes either: the data file at the opening is the checkpoint's.
+            let reopened = try LMDBEnvironment(
+                directory: image,
+                configuration: journaledConfiguration(checkpointBytes: 1 << 30, interval: .seconds(3600)))
+            defer { reopened.close() }
+            let atOpening = Array(try Data(contentsOf: URL(fileURLWithPath: image + "/data.mdb")))
+            try workload.run(400, on: reopened, databases: try workloadDatabases(reopened))
+            let second = try crashImage(
+                of: image, environment: reopened, checkpointImage: atOpening, pages: pages, using: &generator)
+            defer { try? FileManager.default.removeItem(atPath: second) }
+            let recoveredAgain = try LMDBEnvironment(directory: second)
+            defer { recoveredAgain.close() }
+            #expect(recoveredAgain.replayedJournalRecords == 400)
+            try workload.check(recoveredAgain)
         }
     }
 
