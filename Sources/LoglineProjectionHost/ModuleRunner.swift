@@ -1,3 +1,4 @@
+import Dispatch
 import Logging
 import LoglineCore
 import LoglineLog
@@ -46,6 +47,9 @@ actor ModuleRunner {
 
     /// What processing a run of events produced.
     private struct Outcome {
+        /// The writes for the views' changes, not yet encoded.
+        var viewWrites = ViewWritePlan()
+        /// The other writes: parked events, then whatever the caller adds (the checkpoint).
         var writes: [StateWrite] = []
         var appends: [AppendRequest] = []
         /// For each append, the position of the event that caused it.
@@ -63,6 +67,13 @@ actor ModuleRunner {
         /// The views as they will be stored once this batch commits: what the next batch starts from while the
         /// commit is still in flight.
         var views = PendingViews()
+
+        /// Every write of the batch, in order: the views', then the others.
+        func allWrites() -> [StateWrite] {
+            var all = viewWrites.encoded()
+            all += writes
+            return all
+        }
     }
 
     /// The documents and counts a batch wrote, by view, for the batch after it to read while the commit is in
@@ -316,7 +327,7 @@ actor ModuleRunner {
         outcome.writes.append(
             StateWrite(table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name), value: newCheckpoint.bytes))
         let unit = CommitUnit(
-            appends: outcome.appends, writes: outcome.writes,
+            appends: outcome.appends, writes: outcome.allWrites(),
             conditions: [
                 StateCondition(
                     table: ViewStorage.checkpointTable, key: ViewStorage.bytes(name), expected: checkpointBytes)
@@ -496,8 +507,7 @@ actor ModuleRunner {
         }
         do {
             outcome.views.counts = pending.counts
-            // The first writes of the outcome: assigned, not appended element by element.
-            outcome.writes = try viewWrites(
+            outcome.viewWrites = try viewWritePlan(
                 changes, generation: generation, stored: stored, counts: &outcome.views.counts)
             outcome.views.documents = changes.changes
         } catch {
@@ -555,18 +565,18 @@ actor ModuleRunner {
         }
     }
 
-    /// The state writes for view changes: documents, index entries and document counts.
+    /// The state writes for view changes (documents, index entries and document counts), worked out up to their
+    /// encoding: what it needs from the store is read here, so that ``ViewWritePlan/encoded()`` can run anywhere.
     /// - Parameter counts: The document counts known without reading the store (those a batch in flight wrote);
     ///   updated with the counts this batch writes.
-    private func viewWrites(
+    private func viewWritePlan(
         _ changes: ViewChanges, generation: UInt64, stored storedDocuments: StoredDocuments,
         counts: inout [String: Int64]
-    ) throws -> [StateWrite] {
-        var writes: [StateWrite] = []
+    ) throws -> ViewWritePlan {
+        var plan = ViewWritePlan()
         for definition in views {
             guard let changed = changes.changes[definition.name], !changed.isEmpty else { continue }
             let documentTable = ViewStorage.documentTable(definition.name, generation: generation)
-            let indexTable = ViewStorage.indexTable(definition.name, generation: generation)
             let entries = changed.sorted { $0.key < $1.key }
             // The documents as stored: those the module read are known already; the others are read now.
             var oldDocuments: [JSONValue?] = []
@@ -585,29 +595,10 @@ actor ModuleRunner {
                 }
             }
             var countDelta: Int64 = 0
-            for (index, (key, newDocument)) in entries.enumerated() {
-                let oldDocument = oldDocuments[index]
-                countDelta += (newDocument == nil ? 0 : 1) - (oldDocument == nil ? 0 : 1)
-                writes.append(
-                    StateWrite(table: documentTable, key: ViewStorage.bytes(key), value: newDocument?.jsonBytes))
-                for field in definition.indexes {
-                    let oldText = ViewDefinition.indexText(oldDocument?[field])
-                    let newText = ViewDefinition.indexText(newDocument?[field])
-                    guard oldText != newText else { continue }
-                    if let oldText {
-                        writes.append(
-                            StateWrite(
-                                table: indexTable,
-                                key: ViewStorage.indexKey(field: field, value: oldText, documentKey: key), value: nil))
-                    }
-                    if let newText {
-                        writes.append(
-                            StateWrite(
-                                table: indexTable,
-                                key: ViewStorage.indexKey(field: field, value: newText, documentKey: key), value: []))
-                    }
-                }
+            for (index, entry) in entries.enumerated() {
+                countDelta += (entry.value == nil ? 0 : 1) - (oldDocuments[index] == nil ? 0 : 1)
             }
+            var countWrite: StateWrite?
             if countDelta != 0 {
                 let countKey = ViewStorage.countKey(definition.name, generation: generation)
                 let current =
@@ -617,16 +608,25 @@ actor ModuleRunner {
                     } ?? 0
                 let new = max(0, current + countDelta)
                 counts[definition.name] = new
-                writes.append(
-                    StateWrite(
-                        table: ViewStorage.countTable, key: countKey,
-                        value: ViewStorage.bigEndian(UInt64(bitPattern: new))))
+                countWrite = StateWrite(
+                    table: ViewStorage.countTable, key: countKey, value: ViewStorage.bigEndian(UInt64(bitPattern: new)))
             }
+            plan.views.append(
+                ViewWritePlan.View(
+                    documentTable: documentTable,
+                    indexTable: ViewStorage.indexTable(definition.name, generation: generation),
+                    indexes: definition.indexes,
+                    documents: entries.map { ViewWritePlan.Change(key: $0.key, document: $0.value) },
+                    oldDocuments: oldDocuments, countWrite: countWrite))
         }
-        return writes
+        return plan
     }
 
     // MARK: - Rebuild
+
+    /// Where rebuild batches are encoded into their commits: one serial queue, so that they reach the log in the
+    /// order their runners handed them over.
+    private static let rebuildEncoder = DispatchQueue(label: "logline-rebuild-encoder")
 
     /// The most rebuild batches one call of ``rebuildBatch()`` runs before the loop gets its turn again.
     private static let rebuildBurst = 32
@@ -680,12 +680,9 @@ actor ModuleRunner {
                     processed: progress.checkpoint.processed + outcome.processed))
             outcome.writes.append(
                 StateWrite(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), value: next.bytes))
-            let unit = CommitUnit(
-                writes: outcome.writes,
-                conditions: [
-                    StateCondition(
-                        table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), expected: progress.bytes)
-                ])
+            let conditions = [
+                StateCondition(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), expected: progress.bytes)
+            ]
             // This batch read what the batch in flight wrote: it commits only once that one has.
             if let previous = inFlight {
                 inFlight = nil
@@ -693,9 +690,15 @@ actor ModuleRunner {
                 // Whatever came up meanwhile goes first; the batch is read and processed again next time.
                 if mustYield { return true }
             }
+            // The documents are encoded on the encoder's thread while this one processes the next batch.
+            let (viewWrites, otherWrites) = (outcome.viewWrites, outcome.writes)
             inFlight = RebuildCommit(
-                commit: PendingCommit(unit, log: log), next: next, stoppedBefore: outcome.stoppedBefore,
-                failure: outcome.failures.last)
+                commit: PendingCommit(log: log, buildingOn: Self.rebuildEncoder) {
+                    var writes = viewWrites.encoded()
+                    writes += otherWrites
+                    return CommitUnit(writes: writes, conditions: conditions)
+                },
+                next: next, stoppedBefore: outcome.stoppedBefore, failure: outcome.failures.last)
             pending = outcome.views
             progress = next
             if outcome.stoppedBefore != nil || mustYield { break }
@@ -925,7 +928,7 @@ actor ModuleRunner {
         }
         outcome.writes.append(StateWrite(table: table, key: parkedKey, value: nil))
         let unit = CommitUnit(
-            appends: outcome.appends, writes: outcome.writes,
+            appends: outcome.appends, writes: outcome.allWrites(),
             conditions: [StateCondition(table: table, key: parkedKey, expected: record)])
         guard case .committed = await commit(unit, sources: outcome.appendSources) else {
             return .failure(.internal("could not commit the retry: \(lastError ?? "unknown")"))
@@ -1008,6 +1011,68 @@ final class StoredDocuments: Sendable {
     }
 }
 
+/// The writes for a batch's view changes, with everything read from the store that they need, but with the
+/// documents not yet encoded: encoding is the costliest part, and a rebuild does it on another thread while its
+/// runner goes on with the next batch.
+struct ViewWritePlan: Sendable {
+    /// A document's new state.
+    struct Change: Sendable {
+        let key: String
+        /// The document, or `nil` for a deletion.
+        let document: JSONValue?
+    }
+
+    /// One view's changes.
+    struct View: Sendable {
+        let documentTable: String
+        let indexTable: String
+        /// The indexed fields.
+        let indexes: [String]
+        /// The changed documents, in key order.
+        let documents: [Change]
+        /// For each changed document, the document as stored before (`nil`: there was none).
+        let oldDocuments: [JSONValue?]
+        /// The view's new document count, when it changed.
+        let countWrite: StateWrite?
+    }
+
+    var views: [View] = []
+
+    /// The writes, in order: for each view, each document's write and its index entries' changes, then its count.
+    func encoded() -> [StateWrite] {
+        var writes: [StateWrite] = []
+        for view in views {
+            for (change, oldDocument) in zip(view.documents, view.oldDocuments) {
+                writes.append(
+                    StateWrite(
+                        table: view.documentTable, key: ViewStorage.bytes(change.key), value: change.document?.jsonBytes
+                    ))
+                for field in view.indexes {
+                    let oldText = ViewDefinition.indexText(oldDocument?[field])
+                    let newText = ViewDefinition.indexText(change.document?[field])
+                    guard oldText != newText else { continue }
+                    if let oldText {
+                        writes.append(
+                            StateWrite(
+                                table: view.indexTable,
+                                key: ViewStorage.indexKey(field: field, value: oldText, documentKey: change.key),
+                                value: nil))
+                    }
+                    if let newText {
+                        writes.append(
+                            StateWrite(
+                                table: view.indexTable,
+                                key: ViewStorage.indexKey(field: field, value: newText, documentKey: change.key),
+                                value: []))
+                    }
+                }
+            }
+            if let countWrite = view.countWrite { writes.append(countWrite) }
+        }
+        return writes
+    }
+}
+
 /// A commit handed to the log's writer, whose result is awaited later: the runner processes its next batch
 /// meanwhile.
 final class PendingCommit: Sendable {
@@ -1019,7 +1084,21 @@ final class PendingCommit: Sendable {
     private let state = Mutex(State.waiting(nil))
 
     /// Hands `unit` to the log at once.
-    init(_ unit: CommitUnit, log: any EventLog) {
+    convenience init(_ unit: CommitUnit, log: any EventLog) {
+        self.init()
+        start(unit, log: log)
+    }
+
+    /// Builds the unit on `queue`, then hands it to the log from there: the caller goes on meanwhile.
+    convenience init(log: any EventLog, buildingOn queue: DispatchQueue, _ build: @escaping @Sendable () -> CommitUnit)
+    {
+        self.init()
+        queue.async { [self] in start(build(), log: log) }
+    }
+
+    private init() {}
+
+    private func start(_ unit: CommitUnit, log: any EventLog) {
         log.commit(unit) { [self] result in
             let waiter = state.withLock {
                 state -> CheckedContinuation<Result<[AppendResult], CommitError>, Never>? in
