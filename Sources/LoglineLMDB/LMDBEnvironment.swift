@@ -59,6 +59,10 @@ public final class LMDBEnvironment: @unchecked Sendable {
     private let currentMapSize: Atomic<Int>
     /// Set once by ``close()``, under the exclusive resize lock; read under the shared lock.
     private let isClosed = Atomic<Bool>(false)
+    /// Where the data file is mapped in this process, as `/proc/self/maps` said: LMDB maps it when the environment
+    /// opens and again only when ``grow()`` resizes the map, which forgets it. Reading the maps for every release
+    /// cost the writer more than the release itself.
+    private let mappedRanges = Mutex<[UnsafeMutableRawBufferPointer]?>(nil)
     /// The directory that holds `data.mdb` and `lock.mdb`.
     public let path: String
     /// The name of LMDB's data file in the directory.
@@ -266,20 +270,13 @@ public final class LMDBEnvironment: @unchecked Sendable {
         defer { pthread_rwlock_unlock(resizeLock) }
         guard !isClosed.load(ordering: .relaxed) else { return false }
         #if os(Linux)
-            // LMDB does not say where it mapped the file (`me_mapaddr` is only set with MDB_FIXEDMAP): the kernel
-            // does, in /proc/self/maps.
-            guard let maps = Self.readWholeFile("/proc/self/maps") else { return false }
-            let dataFile = (path.hasSuffix("/") ? path : path + "/") + Self.dataFileName
+            let ranges = mappedRanges.withLock { known in
+                if known == nil { known = mappedDataFileRanges() }
+                return known!
+            }
             var released = false
-            for line in maps.split(separator: UInt8(ascii: "\n")) {
-                guard line.count > dataFile.utf8.count, line.suffix(dataFile.utf8.count).elementsEqual(dataFile.utf8),
-                    let dash = line.firstIndex(of: UInt8(ascii: "-")),
-                    let space = line[dash...].firstIndex(of: UInt8(ascii: " ")),
-                    let start = UInt(String(decoding: line[line.startIndex..<dash], as: UTF8.self), radix: 16),
-                    let end = UInt(String(decoding: line[line.index(after: dash)..<space], as: UTF8.self), radix: 16),
-                    end > start, let address = UnsafeMutableRawPointer(bitPattern: start)
-                else { continue }
-                released = madvise(address, Int(end - start), MADV_DONTNEED) == 0 || released
+            for range in ranges {
+                released = madvise(range.baseAddress, range.count, MADV_DONTNEED) == 0 || released
             }
             return released
         #else
@@ -288,6 +285,25 @@ public final class LMDBEnvironment: @unchecked Sendable {
     }
 
     #if os(Linux)
+        /// Where the data file is mapped, from /proc/self/maps: LMDB does not say (`me_mapaddr` is only set with
+        /// MDB_FIXEDMAP), the kernel does. Empty when the maps cannot be read.
+        private func mappedDataFileRanges() -> [UnsafeMutableRawBufferPointer] {
+            guard let maps = Self.readWholeFile("/proc/self/maps") else { return [] }
+            let dataFile = (path.hasSuffix("/") ? path : path + "/") + Self.dataFileName
+            var ranges: [UnsafeMutableRawBufferPointer] = []
+            for line in maps.split(separator: UInt8(ascii: "\n")) {
+                guard line.count > dataFile.utf8.count, line.suffix(dataFile.utf8.count).elementsEqual(dataFile.utf8),
+                    let dash = line.firstIndex(of: UInt8(ascii: "-")),
+                    let space = line[dash...].firstIndex(of: UInt8(ascii: " ")),
+                    let start = UInt(String(decoding: line[line.startIndex..<dash], as: UTF8.self), radix: 16),
+                    let end = UInt(String(decoding: line[line.index(after: dash)..<space], as: UTF8.self), radix: 16),
+                    end > start, let address = UnsafeMutableRawPointer(bitPattern: start)
+                else { continue }
+                ranges.append(UnsafeMutableRawBufferPointer(start: address, count: Int(end - start)))
+            }
+            return ranges
+        }
+
         /// The whole contents of a (small, virtual) file, or `nil` when it cannot be read.
         static func readWholeFile(_ path: String) -> [UInt8]? {
             let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC)
@@ -308,10 +324,31 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// server, the store's mapped pages. `nil` where the system does not say.
     public static func residentSharedBytes() -> Int? {
         #if os(Linux)
-            guard let statm = readWholeFile("/proc/self/statm") else { return nil }
-            let fields = statm.split(separator: UInt8(ascii: " "))
-            guard fields.count >= 3, let pages = Int(String(decoding: fields[2], as: UTF8.self)) else { return nil }
-            return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+            // Seven numbers: one small read into the stack, since the log asks every millisecond or two.
+            let descriptor = Glibc.open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { return nil }
+            defer { Glibc.close(descriptor) }
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 256) { buffer -> Int? in
+                var count: Int
+                repeat {
+                    count = Glibc.read(descriptor, buffer.baseAddress, buffer.count)
+                } while count < 0
+                    && errno == EINTR
+                guard count > 0 else { return nil }
+                // The third field: resident shared pages.
+                var field = 0
+                var pages = 0
+                for byte in buffer[0..<count] {
+                    if byte == UInt8(ascii: " ") {
+                        field += 1
+                        if field == 3 { return pages * Int(sysconf(Int32(_SC_PAGESIZE))) }
+                    } else if field == 2 {
+                        guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+                        pages = pages * 10 + Int(byte - UInt8(ascii: "0"))
+                    }
+                }
+                return nil
+            }
         #else
             return nil
         #endif
@@ -327,6 +364,8 @@ public final class LMDBEnvironment: @unchecked Sendable {
         mdb_env_info(handle, &info)
         let current = Int(info.me_mapsize)
         let next = current < (1 << 30) ? current * 2 : current + (1 << 30)
+        // The map moves: the ranges found for the old one must not be released again.
+        mappedRanges.withLock { $0 = nil }
         try LMDBError.check(mdb_env_set_mapsize(handle, next), "mdb_env_set_mapsize")
         currentMapSize.store(next, ordering: .relaxed)
     }

@@ -56,4 +56,61 @@ struct MappedPagesTests {
         #expect(try sumOfEveryValue() == expected)
         #expect(try residentBytes(ofMapping: file) >= 12 << 20)
     }
+
+    @Test("after the map grows, a release finds the new mapping")
+    func releaseAfterGrowing() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let environment = try LMDBEnvironment(directory: directory)
+        defer { environment.close() }
+        let database = try environment.openDatabase(named: "pages")
+        let values = 4096
+        try environment.write { transaction in
+            for index in 0..<values {
+                let value = [UInt8](repeating: UInt8(truncatingIfNeeded: index), count: 4000)
+                try transaction.put(database, key: Array("k\(100_000 + index)".utf8), value: value)
+            }
+        }
+        func sumOfEveryValue() throws -> Int {
+            try environment.read { transaction in
+                var sum = 0
+                for index in 0..<values {
+                    let value = try #require(try transaction.get(database, key: Array("k\(100_000 + index)".utf8)))
+                    sum += Int(value[0]) + Int(value[3999]) + value.count
+                }
+                return sum
+            }
+        }
+        let file = directory + "/data.mdb"
+        // The first release finds the mapping and remembers it.
+        let expected = try sumOfEveryValue()
+        #expect(environment.releaseMappedPages())
+        // The map moves.
+        let mapSize = environment.mapSize
+        try environment.grow()
+        #expect(environment.mapSize > mapSize)
+        #expect(try sumOfEveryValue() == expected)
+        let afterReading = try residentBytes(ofMapping: file)
+        #expect(afterReading >= 12 << 20)
+        #expect(environment.releaseMappedPages())
+        #expect(try residentBytes(ofMapping: file) < afterReading / 4)
+        #expect(try sumOfEveryValue() == expected)
+    }
+
+    @Test("the shared resident size is the third field of /proc/self/statm")
+    func sharedResidentSize() throws {
+        func statmSharedBytes() throws -> Int {
+            let handle = try #require(FileHandle(forReadingAtPath: "/proc/self/statm"))
+            defer { try? handle.close() }
+            let fields = String(decoding: try handle.readToEnd() ?? Data(), as: UTF8.self).split(separator: " ")
+            return try #require(Int(fields[2])) * Int(sysconf(Int32(_SC_PAGESIZE)))
+        }
+        // Other suites map and release files meanwhile: the figure lies between two readings, give or take.
+        let before = try statmSharedBytes()
+        let shared = try #require(LMDBEnvironment.residentSharedBytes())
+        let after = try statmSharedBytes()
+        #expect(shared >= min(before, after) - (8 << 20))
+        #expect(shared <= max(before, after) + (8 << 20))
+        #expect(shared > 0)
+    }
 }
