@@ -155,11 +155,25 @@ final class WriteAheadJournal: @unchecked Sendable {
     }
 
     /// Sends the records after `next` to the head of the file it names (a checkpoint is starting).
+    ///
+    /// That file's records are all older than the durable checkpoint. Records overwrite them in place, since
+    /// overwriting a file's blocks syncs faster than extending it, so the file keeps the size of its longest turn;
+    /// one that a large transaction left far larger than a turn is cut back (see ``shrunkFileBytes``).
     func turn(to next: JournalCheckpoint) {
         activeFile = next.activeFile
         offset = 0
         lastCheckpointStarted = .now
+        let file = files[activeFile]
+        var status = stat()
+        if fstat(file.descriptor, &status) == 0, Int(status.st_size) > 4 * shrunkFileBytes {
+            // Not synced: if a crash undoes it, the stale records past the new ones are ignored as before.
+            _ = ftruncate(file.descriptor, off_t(shrunkFileBytes))
+        }
     }
+
+    /// The size a record file is cut back to when it has grown past four times this: two checkpoint thresholds, what
+    /// a busy turn writes.
+    var shrunkFileBytes: Int { max(2 * policy.checkpointBytes, 1 << 20) }
 
     /// Makes `durable`, stored and synced, the checkpoint, with `pin` keeping its snapshot, and lets go of the
     /// previous one's.
