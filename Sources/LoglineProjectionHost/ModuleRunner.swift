@@ -81,7 +81,8 @@ actor ModuleRunner {
     struct PendingViews {
         /// The documents by view and key: a document, or `nil` for a deletion.
         var documents: [String: [String: JSONValue?]] = [:]
-        /// The document counts by view, for the views whose count was written.
+        /// The document counts by view, for the views whose count was written by this batch or a batch in flight
+        /// before it.
         var counts: [String: Int64] = [:]
     }
 
@@ -419,14 +420,15 @@ actor ModuleRunner {
     ///   - events: The events.
     ///   - generation: The generation of the views to read and write.
     ///   - mayEmit: Whether a reactor's events are appended (not in a rebuild).
-    ///   - pending: What a batch whose commit is still in flight wrote: read instead of the store.
+    ///   - pending: What the batches whose commits are still in flight wrote, oldest first: read instead of the
+    ///     store.
     ///   - parkedTable: Where parked events go: the module's parked table unless given.
     private func process(
-        _ events: [RecordedEvent], generation: UInt64, mayEmit: Bool, after pending: PendingViews = PendingViews(),
+        _ events: [RecordedEvent], generation: UInt64, mayEmit: Bool, after pending: [PendingViews] = [],
         parkingIn parkedTable: String? = nil
     ) async -> Outcome {
         var outcome = Outcome()
-        let stored = StoredDocuments(views: views, pending: pending.documents)
+        let stored = StoredDocuments(views: views, pending: pending.map(\.documents))
         var changes = ViewChanges(views: views, reader: documentReader(generation: generation, remembering: stored))
         eventLoop: for event in events {
             if !poisoned.isEmpty, let reason = poisoned[event.position] {
@@ -506,7 +508,8 @@ actor ModuleRunner {
             }
         }
         do {
-            outcome.views.counts = pending.counts
+            // Each batch's counts start from those of the batch before it: the newest batch's are all of them.
+            outcome.views.counts = pending.last?.counts ?? [:]
             outcome.viewWrites = try viewWritePlan(
                 changes, generation: generation, stored: stored, counts: &outcome.views.counts)
             outcome.views.documents = changes.changes
@@ -624,9 +627,13 @@ actor ModuleRunner {
 
     // MARK: - Rebuild
 
-    /// Where rebuild batches are encoded into their commits: one serial queue, so that they reach the log in the
-    /// order their runners handed them over.
-    private static let rebuildEncoder = DispatchQueue(label: "logline-rebuild-encoder")
+    /// Where this module's rebuild batches are encoded into their commits: serial, so that they reach the log in the
+    /// order the runner handed them over. One per module, so that one module's rebuild does not wait on another's.
+    private let rebuildEncoder = DispatchQueue(label: "logline-rebuild-encoder")
+
+    /// The most rebuild batches whose commits are in flight at once: the runner processes the next batch while the
+    /// encoder and the log's writer work through these, so that neither waits on the other's slower batches.
+    private static let rebuildDepth = 2
 
     /// The most rebuild batches one call of ``rebuildBatch()`` runs before the loop gets its turn again.
     private static let rebuildBurst = 32
@@ -639,19 +646,20 @@ actor ModuleRunner {
         let failure: String?
     }
 
-    /// Runs rebuild batches, each committing while the next is read and processed: processing and the log's
-    /// writer overlap. At most one commit is in flight, and each batch's commit is conditional on the rebuild
-    /// progress the batch before it writes, so a batch can only commit after the one before it has.
+    /// Runs rebuild batches, each committing while the next ones are read and processed: processing and the log's
+    /// writer overlap. Up to ``rebuildDepth`` commits are in flight, and each batch's commit is conditional on the
+    /// rebuild progress the batch before it writes, so a batch can only commit after the one before it has; when
+    /// one fails, those after it fail their condition and change nothing.
     ///
     /// The burst ends when an operation is requested, live events wait, the host stops, the rebuild catches up
-    /// or stops, or after ``rebuildBurst`` batches; the last commit is always settled before it returns. A batch
-    /// processed while such work came up is dropped rather than committed, so that the work waits for no more
-    /// than the commit in flight, as it would without the overlap.
+    /// or stops, or after ``rebuildBurst`` batches; every commit is settled before it returns. A batch processed
+    /// while such work came up is dropped rather than committed, so that the work waits for no more than the
+    /// commits in flight.
     /// - Returns: Whether there was work.
     private func rebuildBatch() async -> Bool {
         guard var progress = rebuild else { return false }
-        var pending = PendingViews()
-        var inFlight: RebuildCommit?
+        // Oldest first, each with the views it writes: the batches after it read them instead of the store.
+        var inFlight: [(commit: RebuildCommit, views: PendingViews)] = []
         var caughtUp = false
         for _ in 0..<Self.rebuildBurst {
             let batch: EventBatch
@@ -659,7 +667,8 @@ actor ModuleRunner {
                 batch = try log.readBatch(
                     after: progress.checkpoint.position, limit: rebuildBatchSize, eventTypes: handledEventTypes)
             } catch {
-                return await stopBurst(settling: inFlight, storageTrouble: "rebuild read failed: \(error)")
+                return await stopBurst(
+                    settling: inFlight.map(\.commit), storageTrouble: "rebuild read failed: \(error)")
             }
             if batch.scannedThrough <= progress.checkpoint.position {
                 caughtUp = true
@@ -667,11 +676,11 @@ actor ModuleRunner {
             }
             // What the rebuild parks becomes the module's parked list when the rebuild is swapped in.
             var outcome = await process(
-                batch.events, generation: progress.generation, mayEmit: false, after: pending,
+                batch.events, generation: progress.generation, mayEmit: false, after: inFlight.map(\.views),
                 parkingIn: ViewStorage.rebuildParkedTable(name))
             if outcome.interrupted { break }
             if let failure = outcome.storageFailure {
-                return await stopBurst(settling: inFlight, storageTrouble: failure)
+                return await stopBurst(settling: inFlight.map(\.commit), storageTrouble: failure)
             }
             let next = RebuildProgress(
                 generation: progress.generation,
@@ -683,28 +692,32 @@ actor ModuleRunner {
             let conditions = [
                 StateCondition(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), expected: progress.bytes)
             ]
-            // This batch read what the batch in flight wrote: it commits only once that one has.
-            if let previous = inFlight {
-                inFlight = nil
-                guard await settle(previous) else { return true }
+            if inFlight.count == Self.rebuildDepth {
+                guard await settle(inFlight.removeFirst().commit) else {
+                    await drain(inFlight.map(\.commit))
+                    return true
+                }
                 // Whatever came up meanwhile goes first; the batch is read and processed again next time.
-                if mustYield { return true }
+                if mustYield { break }
             }
             // The documents are encoded on the encoder's thread while this one processes the next batch.
             let (viewWrites, otherWrites) = (outcome.viewWrites, outcome.writes)
-            inFlight = RebuildCommit(
-                commit: PendingCommit(log: log, buildingOn: Self.rebuildEncoder) {
+            let commit = RebuildCommit(
+                commit: PendingCommit(log: log, buildingOn: rebuildEncoder) {
                     var writes = viewWrites.encoded()
                     writes += otherWrites
                     return CommitUnit(writes: writes, conditions: conditions)
                 },
                 next: next, stoppedBefore: outcome.stoppedBefore, failure: outcome.failures.last)
-            pending = outcome.views
+            inFlight.append((commit, outcome.views))
             progress = next
             if outcome.stoppedBefore != nil || mustYield { break }
         }
-        if let inFlight {
-            guard await settle(inFlight) else { return true }
+        while !inFlight.isEmpty {
+            guard await settle(inFlight.removeFirst().commit) else {
+                await drain(inFlight.map(\.commit))
+                return true
+            }
         }
         guard caughtUp, let progress = rebuild else { return true }
         // Caught up with the log. Swap once the live views are not ahead of the shadow copy.
@@ -712,13 +725,24 @@ actor ModuleRunner {
         return progress.checkpoint.position >= checkpoint.position
     }
 
-    /// Ends a rebuild burst on a storage failure: settles the commit in flight, then waits as ``storageTrouble(_:)``
-    /// does. The loop runs the rebuild again from its progress.
+    /// Ends a rebuild burst on a storage failure: settles the commits in flight, then waits as
+    /// ``storageTrouble(_:)`` does. The loop runs the rebuild again from its progress.
     /// - Returns: `true`: there was work.
-    private func stopBurst(settling inFlight: RebuildCommit?, storageTrouble message: String) async -> Bool {
-        if let inFlight { _ = await settle(inFlight) }
+    private func stopBurst(settling inFlight: [RebuildCommit], storageTrouble message: String) async -> Bool {
+        for (index, commit) in inFlight.enumerated() {
+            guard await settle(commit) else {
+                await drain(Array(inFlight[(index + 1)...]))
+                break
+            }
+        }
         await storageTrouble(message)
         return true
+    }
+
+    /// Waits for the commits that followed a failed one: each expected the rebuild progress the failed one did not
+    /// write, so each fails its condition and changes nothing; there is nothing to act on.
+    private func drain(_ commits: [RebuildCommit]) async {
+        for commit in commits { _ = await commit.commit.result }
     }
 
     /// Whether the loop has other work that a rebuild burst must not hold up: an operation, live events, or
@@ -984,24 +1008,26 @@ actor ModuleRunner {
 final class StoredDocuments: Sendable {
     /// The module's views: a view is found by comparing names, which is cheaper than hashing them.
     private let views: [String]
-    /// For each view, documents as they will be stored once the batch in flight commits; never changed, so never
-    /// copied.
-    private let pending: [[String: JSONValue?]]
+    /// For each view, documents as they will be stored once the batches in flight commit, newest batch first;
+    /// never changed, so never copied.
+    private let pending: [[[String: JSONValue?]]]
     /// For each view, the documents read from the store.
     private let documents: Mutex<[[String: JSONValue?]]>
 
-    /// Starts with `pending`: documents as they will be stored (`nil` for absent ones) once a batch in flight
-    /// commits.
-    init(views: [ViewDefinition], pending: [String: [String: JSONValue?]] = [:]) {
+    /// Starts with `pending`: by batch in flight, oldest first, documents as they will be stored (`nil` for absent
+    /// ones) once it commits.
+    init(views: [ViewDefinition], pending: [[String: [String: JSONValue?]]] = []) {
         self.views = views.map(\.name)
-        self.pending = views.map { pending[$0.name] ?? [:] }
+        self.pending = views.map { view in pending.reversed().compactMap { $0[view.name] } }
         documents = Mutex(Array(repeating: [:], count: views.count))
     }
 
     /// The document as stored: `nil` when not read yet, `.some(nil)` when read and absent.
     func document(_ view: String, _ key: String) -> JSONValue?? {
         guard let index = views.firstIndex(of: view) else { return nil }
-        if let known = pending[index][key] { return known }
+        for layer in pending[index] {
+            if let known = layer[key] { return known }
+        }
         return documents.withLock { $0[index][key] }
     }
 

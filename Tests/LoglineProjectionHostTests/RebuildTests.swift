@@ -120,25 +120,27 @@ struct RebuildTests {
         }
     }
 
-    @Test("a rebuild batch processed while the one before it commits reads that batch's documents, not the store's")
+    @Test("a rebuild batch processed while the two before it commit reads their documents, not the store's")
     func rebuildOverlapsCommits() async throws {
         try await Self.withCaughtUpCounter { log, host, head, before in
 
-            // Hold each rebuild batch's commit until the next batch has been read: that batch is processed
-            // while the one before it is not in the store yet. Every batch updates the `totals` document and
-            // the document counts, so each one depends on the batch before it.
+            // Hold the rebuild batches' commits two at a time, until the batch after them has been read: that
+            // batch is processed while neither of the two is in the store yet. Every batch updates the `totals`
+            // document and the document counts, so each one depends on the batches before it.
             log.holdRebuildBatches(true)
             _ = try await host.rebuild(module: "counter")
-            var batches = 0
+            var pairs = 0
             while await log.heldCommits.next() == 1 {
-                batches += 1
+                #expect(await log.heldCommits.next() == 2, "a second batch is handed over before the first commits")
+                pairs += 1
                 let after = try #require(log.units.last?.writes.first { $0.table == "rebuild" }?.value)
                 let position = after.prefix(8).reduce(0) { $0 << 8 | LogPosition($1) }
                 if position == head { break }
                 #expect(await eventually { log.reads.contains { $0.limit == 28 && $0.after == position } })
                 log.releaseHeld()
             }
-            #expect(batches == 4)
+            // Four batches of 28 (a rebuild reads 4 × 7) over 100 events.
+            #expect(pairs == 2)
             log.releaseHeld(stopHolding: true)
             try #require(await Self.rebuildFinished(host))
             #expect(log.staleReads.isEmpty, "\(log.staleReads)")
@@ -149,6 +151,41 @@ struct RebuildTests {
         }
     }
 
+    @Test("a rebuild batch reads the documents and counts of the older of two batches in flight, not the store's")
+    func rebuildReadsBothBatchesInFlight() async throws {
+        try await withFreshLog { base, _ in
+            let log = SpyLog(base)
+            // Batches of 28: the first adds items, the second touches none (recolouring items that do not exist),
+            // the third removes and re-adds the first batch's items, which changes the item count again.
+            var history = (0..<28).map { added("a\($0)", color: "red", size: 1) }
+            history += (0..<28).map { recolored("z\($0)", to: "blue") }
+            history += (0..<14).map { removed("a\($0)") }
+            history += (14..<28).map { added("a\($0)", color: "green", size: 2) }
+            history += (0..<16).map { added("d\($0)", color: "blue", size: 3) }
+            let head = try await log.appendAll(history)
+            let host = try ProjectionHost(
+                log: log, modules: [CountingProjector()], configuration: hostConfiguration(batchSize: 7),
+                logger: testLogger)
+            try await running(host, whileStopping: { log.releaseHeld(stopHolding: true) }) {
+                try await host.waitForView("items", at: head)
+                let before = try Snapshot(host)
+                #expect(before == (try Snapshot(folding: log.everything())))
+                log.holdRebuildBatches(true)
+                _ = try await host.rebuild(module: "counter")
+                #expect(await log.heldCommits.next() == 1)
+                #expect(await log.heldCommits.next() == 2)
+                // The third batch is read, and processed, while the first two wait to commit.
+                #expect(await eventually { log.reads.contains { $0.limit == 28 && $0.after == 56 } })
+                log.releaseHeld(stopHolding: true)
+                try #require(await Self.rebuildFinished(host))
+                #expect(log.staleReads.isEmpty, "\(log.staleReads)")
+                #expect(try Snapshot(host) == before)
+                let items = try #require(host.viewStatuses().first { $0.name == "items" })
+                #expect(items.documentCount == 30)
+            }
+        }
+    }
+
     @Test("while rebuilding, queries answer from the old views and appends keep being processed")
     func rebuildInProgress() async throws {
         try await Self.withCaughtUpCounter { log, host, head, before in
@@ -156,8 +193,9 @@ struct RebuildTests {
             // Hold each rebuild batch's commit until released, as a slow disk would.
             log.holdRebuildBatches(true)
             _ = try await host.rebuild(module: "counter")
-            // The first rebuild batch (positions 1…28, a rebuild reads 4 × 7) is waiting to commit.
+            // The first two rebuild batches (positions 1…28 and 29…56, a rebuild reads 4 × 7) wait to commit.
             #expect(await log.heldCommits.next() == 1)
+            #expect(await log.heldCommits.next() == 2)
             var status = try #require(await host.status("counter"))
             #expect(status.state == .rebuilding)
             #expect(status.rebuildPosition == 0)
@@ -173,7 +211,7 @@ struct RebuildTests {
             #expect(await log.heldCommits.next() == 1)
             status = try #require(await host.status("counter"))
             #expect(status.state == .rebuilding)
-            #expect(status.rebuildPosition == 28)
+            #expect(status.rebuildPosition == 56)
             #expect(status.checkpoint == extra.last)
             try await host.waitForView("items", at: extra.last!)
             // The live views are complete, not the half-built copy.
@@ -208,14 +246,13 @@ struct RebuildTests {
                 let before = try await running(host, whileStopping: { log.releaseHeld(stopHolding: true) }) {
                     try await host.waitForView("items", at: head)
                     let before = try Snapshot(host)
-                    // Stop while the rebuild's second batch waits to commit: the host is cancelled first, then
-                    // the batch commits, and the loop stops before the next one.
+                    // Stop while the rebuild's first two batches wait to commit: the host is cancelled first, then
+                    // they commit, and the loop stops before the next one.
                     log.holdRebuildBatches(true)
                     _ = try await host.rebuild(module: "counter")
                     #expect(await log.heldCommits.next() == 1)
-                    log.releaseHeld()
-                    #expect(await log.heldCommits.next() == 1)
-                    #expect(await host.status("counter")?.rebuildPosition == 28)
+                    #expect(await log.heldCommits.next() == 2)
+                    #expect(await host.status("counter")?.rebuildPosition == 0)
                     return before
                 }
                 let stopped = try #require(await host.status("counter"))
