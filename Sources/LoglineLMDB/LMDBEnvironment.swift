@@ -271,8 +271,11 @@ public final class LMDBEnvironment: @unchecked Sendable {
         guard !isClosed.load(ordering: .relaxed) else { return false }
         #if os(Linux)
             let ranges = mappedRanges.withLock { known in
-                if known == nil { known = mappedDataFileRanges() }
-                return known!
+                if let known { return known }
+                let found = mappedDataFileRanges()
+                // Kept only when found: a failed read of the maps is tried again next time.
+                if !found.isEmpty { known = found }
+                return found
             }
             var released = false
             for range in ranges {
@@ -286,22 +289,49 @@ public final class LMDBEnvironment: @unchecked Sendable {
 
     #if os(Linux)
         /// Where the data file is mapped, from /proc/self/maps: LMDB does not say (`me_mapaddr` is only set with
-        /// MDB_FIXEDMAP), the kernel does. Empty when the maps cannot be read.
+        /// MDB_FIXEDMAP), the kernel does. A mapping is the data file's when its device and inode are those of the
+        /// file LMDB holds open: a path would also match another store whose path ends with this one's. Empty when
+        /// the maps cannot be read.
         private func mappedDataFileRanges() -> [UnsafeMutableRawBufferPointer] {
-            guard let maps = Self.readWholeFile("/proc/self/maps") else { return [] }
-            let dataFile = (path.hasSuffix("/") ? path : path + "/") + Self.dataFileName
+            var descriptor: mdb_filehandle_t = -1
+            var status = stat()
+            guard mdb_env_get_fd(handle, &descriptor) == 0, fstat(descriptor, &status) == 0,
+                let maps = Self.readWholeFile("/proc/self/maps")
+            else { return [] }
+            // The device as the maps show it, "major:minor" in hex (glibc's encoding of dev_t).
+            let device = UInt64(status.st_dev)
+            let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~0xfff)
+            let minor = (device & 0xff) | ((device >> 12) & ~0xff)
+            let deviceField = Array("\(String(major, radix: 16, uppercase: false)):\(String(minor, radix: 16))".utf8)
+            let inodeField = Array(String(UInt64(status.st_ino)).utf8)
             var ranges: [UnsafeMutableRawBufferPointer] = []
             for line in maps.split(separator: UInt8(ascii: "\n")) {
-                guard line.count > dataFile.utf8.count, line.suffix(dataFile.utf8.count).elementsEqual(dataFile.utf8),
-                    let dash = line.firstIndex(of: UInt8(ascii: "-")),
-                    let space = line[dash...].firstIndex(of: UInt8(ascii: " ")),
-                    let start = UInt(String(decoding: line[line.startIndex..<dash], as: UTF8.self), radix: 16),
-                    let end = UInt(String(decoding: line[line.index(after: dash)..<space], as: UTF8.self), radix: 16),
+                // address perms offset device inode path
+                let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 5)
+                guard fields.count >= 5, fields[4].elementsEqual(inodeField),
+                    Self.sameDevice(fields[3], deviceField),
+                    let dash = fields[0].firstIndex(of: UInt8(ascii: "-")),
+                    let start = UInt(String(decoding: fields[0][..<dash], as: UTF8.self), radix: 16),
+                    let end = UInt(
+                        String(decoding: fields[0][fields[0].index(after: dash)...], as: UTF8.self), radix: 16),
                     end > start, let address = UnsafeMutableRawPointer(bitPattern: start)
                 else { continue }
                 ranges.append(UnsafeMutableRawBufferPointer(start: address, count: Int(end - start)))
             }
             return ranges
+        }
+
+        /// Whether a device field of /proc/self/maps ("fd:01", with at least two hex digits a part) is `expected`
+        /// ("fd:1", no padding).
+        private static func sameDevice(_ field: ArraySlice<UInt8>, _ expected: [UInt8]) -> Bool {
+            func unpadded(_ part: some Collection<UInt8>) -> [UInt8] {
+                let digits = Array(part.drop { $0 == UInt8(ascii: "0") })
+                return digits.isEmpty ? [UInt8(ascii: "0")] : digits.map { $0 | 0x20 }  // lower case
+            }
+            let given = field.split(separator: UInt8(ascii: ":"), omittingEmptySubsequences: false)
+            let wanted = expected.split(separator: UInt8(ascii: ":"), omittingEmptySubsequences: false)
+            guard given.count == 2, wanted.count == 2 else { return false }
+            return unpadded(given[0]) == unpadded(wanted[0]) && unpadded(given[1]) == unpadded(wanted[1])
         }
 
         /// The whole contents of a (small, virtual) file, or `nil` when it cannot be read.

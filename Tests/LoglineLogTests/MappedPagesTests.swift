@@ -12,7 +12,7 @@ private func residentBytes(ofMapping file: String) throws -> Int {
     var total = 0
     for line in smaps.split(separator: "\n") {
         if let first = line.first, first.isHexDigit, line.contains("-") {
-            inMapping = line.hasSuffix(file)
+            inMapping = line.hasSuffix(" " + file)  // the whole path, not the end of a longer one
         } else if inMapping, line.hasPrefix("Rss:") {
             let kilobytes = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
             total += kilobytes * 1024
@@ -112,5 +112,42 @@ struct MappedPagesTests {
         #expect(shared >= min(before, after) - (8 << 20))
         #expect(shared <= max(before, after) + (8 << 20))
         #expect(shared > 0)
+    }
+
+    @Test("a release leaves alone another store whose path ends with this one's")
+    func releaseFindsOnlyItsOwnFile() throws {
+        let root = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        // `inner` ends with `outer`'s path: /root/store and /root/nested/root/store.
+        let outer = root + "/store"
+        let inner = root + "/nested" + outer
+        for directory in [outer, inner] {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        let outerEnvironment = try LMDBEnvironment(directory: outer)
+        defer { outerEnvironment.close() }
+        let innerEnvironment = try LMDBEnvironment(directory: inner)
+        defer { innerEnvironment.close() }
+        for environment in [outerEnvironment, innerEnvironment] {
+            let database = try environment.openDatabase(named: "pages")
+            try environment.write { transaction in
+                for index in 0..<2048 {
+                    try transaction.put(
+                        database, key: Array("k\(100_000 + index)".utf8),
+                        value: [UInt8](repeating: UInt8(truncatingIfNeeded: index), count: 4000))
+                }
+            }
+            // Read every value through the map.
+            _ = try environment.read { transaction in
+                try (0..<2048).reduce(0) { sum, index in
+                    sum + Int(try transaction.get(database, key: Array("k\(100_000 + index)".utf8))?.first ?? 0)
+                }
+            }
+        }
+        let innerResident = try residentBytes(ofMapping: inner + "/data.mdb")
+        #expect(innerResident >= 6 << 20)
+        #expect(outerEnvironment.releaseMappedPages())
+        #expect(try residentBytes(ofMapping: outer + "/data.mdb") < 2 << 20)
+        #expect(try residentBytes(ofMapping: inner + "/data.mdb") >= innerResident - (1 << 20))
     }
 }
