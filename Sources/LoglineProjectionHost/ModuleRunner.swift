@@ -1068,6 +1068,7 @@ struct ViewWritePlan: Sendable {
     func encoded() -> [StateWrite] {
         var writes: [StateWrite] = []
         for view in views {
+            var indexWrites: [StateWrite] = []
             for (change, oldDocument) in zip(view.documents, view.oldDocuments) {
                 writes.append(
                     StateWrite(
@@ -1078,14 +1079,14 @@ struct ViewWritePlan: Sendable {
                     let newText = ViewDefinition.indexText(change.document?[field])
                     guard oldText != newText else { continue }
                     if let oldText {
-                        writes.append(
+                        indexWrites.append(
                             StateWrite(
                                 table: view.indexTable,
                                 key: ViewStorage.indexKey(field: field, value: oldText, documentKey: change.key),
                                 value: nil))
                     }
                     if let newText {
-                        writes.append(
+                        indexWrites.append(
                             StateWrite(
                                 table: view.indexTable,
                                 key: ViewStorage.indexKey(field: field, value: newText, documentKey: change.key),
@@ -1093,6 +1094,10 @@ struct ViewWritePlan: Sendable {
                     }
                 }
             }
+            // In key order, as the documents are: each key is written once (an entry names its document), so the
+            // order changes nothing but how far apart in the tree consecutive writes land.
+            indexWrites.sort { $0.key.lexicographicallyPrecedes($1.key) }
+            writes += indexWrites
             if let countWrite = view.countWrite { writes.append(countWrite) }
         }
         return writes
