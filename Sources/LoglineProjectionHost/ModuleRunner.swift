@@ -570,7 +570,7 @@ actor ModuleRunner {
 
     /// The state writes for view changes (documents, index entries and document counts), worked out up to their
     /// encoding: what it needs from the store is read here, so that ``ViewWritePlan/encoded()`` can run anywhere.
-    /// - Parameter counts: The document counts known without reading the store (those a batch in flight wrote);
+    /// - Parameter counts: The document counts known without reading the store (those the batches in flight wrote);
     ///   updated with the counts this batch writes.
     private func viewWritePlan(
         _ changes: ViewChanges, generation: UInt64, stored storedDocuments: StoredDocuments,
@@ -740,7 +740,8 @@ actor ModuleRunner {
     }
 
     /// Waits for the commits that followed a failed one: each expected the rebuild progress the failed one did not
-    /// write, so each fails its condition and changes nothing; there is nothing to act on.
+    /// write, so each fails, on its condition or with the failed one's transaction, and changes nothing; there is
+    /// nothing to act on.
     private func drain(_ commits: [RebuildCommit]) async {
         for commit in commits { _ = await commit.commit.result }
     }
@@ -1064,7 +1065,8 @@ struct ViewWritePlan: Sendable {
 
     var views: [View] = []
 
-    /// The writes, in order: for each view, each document's write and its index entries' changes, then its count.
+    /// The writes, in order: for each view, its documents' writes, then its index entries' changes in key order,
+    /// then its count.
     func encoded() -> [StateWrite] {
         var writes: [StateWrite] = []
         for view in views {

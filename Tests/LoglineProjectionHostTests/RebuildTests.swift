@@ -179,10 +179,44 @@ struct RebuildTests {
                 log.releaseHeld(stopHolding: true)
                 try #require(await Self.rebuildFinished(host))
                 #expect(log.staleReads.isEmpty, "\(log.staleReads)")
+                // The first batch read each of its items from the store, finding none; the third found them in
+                // what the first wrote, whether or not that had committed by then.
+                let rebuiltItemReads = log.stateReads.filter { $0.hasPrefix("v/items/2/a") }
+                #expect(rebuiltItemReads.count == 28, "\(rebuiltItemReads)")
+                #expect(Set(rebuiltItemReads).count == 28)
                 #expect(try Snapshot(host) == before)
                 let items = try #require(host.viewStatuses().first { $0.name == "items" })
                 #expect(items.documentCount == 30)
             }
+        }
+    }
+
+    @Test(
+        "when the older of two rebuild batches in flight fails, the one after it changes nothing, and the rebuild goes on",
+        arguments: [
+            CommitError.storage("disk on fire"), .conditionFailed(table: "rebuild", key: Array("counter".utf8)),
+        ])
+    func failedBatchInFlight(failure: CommitError) async throws {
+        try await Self.withCaughtUpCounter { log, host, head, before in
+            log.holdRebuildBatches(true)
+            _ = try await host.rebuild(module: "counter")
+            #expect(await log.heldCommits.next() == 1)
+            #expect(await log.heldCommits.next() == 2)
+            let unitsBefore = log.units.count
+            // Both fail: the first with `failure`, the second as it would behind it (its condition is the progress
+            // the first did not write).
+            log.failHeld(with: failure)
+            try #require(await Self.rebuildFinished(host))
+            // The batches were processed and committed again, from the last progress stored.
+            let retried = log.units.dropFirst(unitsBefore).filter { unit in
+                unit.conditions.contains { $0.table == "rebuild" && $0.expected != nil }
+                    && !unit.writes.contains { $0.table == "generation" }
+            }
+            #expect(retried.count == 4)
+            #expect(try Snapshot(host) == before)
+            let status = try #require(await host.status("counter"))
+            #expect(status.checkpoint == head)
+            #expect(status.eventsProcessed == 100)
         }
     }
 

@@ -168,6 +168,8 @@ final class SpyLog: EventLog {
         var outstanding: [UInt64: CommitUnit] = [:]
         var nextUnit: UInt64 = 0
         var staleReads: [String] = []
+        /// Every state key read from the store, as `table/key`.
+        var stateReads: [String] = []
         var failingStateReads = 0
         var failingDocumentReads = 0
     }
@@ -186,6 +188,8 @@ final class SpyLog: EventLog {
     /// The state reads of a key that a commit not yet completed writes: the store does not hold what the host
     /// itself is about to write there, so such a read gives the host a stale value.
     var staleReads: [String] { state.withLock { $0.staleReads } }
+    /// Every state key read from the store so far, as `table/key`, in order.
+    var stateReads: [String] { state.withLock { $0.stateReads } }
 
     /// Makes the next `count` reads of several state keys at once (``readState(table:keys:)``) fail, as a failing
     /// disk would.
@@ -202,6 +206,18 @@ final class SpyLog: EventLog {
     /// Whether to hold the commits of rebuild batches from now on.
     func holdRebuildBatches(_ hold: Bool) {
         state.withLock { $0.holdRebuildBatches = hold }
+    }
+
+    /// Completes the held commits with `error` instead of handing them to the log, as a failing disk would; stops
+    /// holding.
+    func failHeld(with error: CommitError) {
+        let held = state.withLock { state -> [(CommitUnit, Completion)] in
+            state.holdRebuildBatches = false
+            let held = state.held
+            state.held = []
+            return held
+        }
+        for (_, completion) in held { completion(.failure(error)) }
     }
 
     /// Hands the held commits to the log; optionally stops holding.
@@ -300,6 +316,7 @@ final class SpyLog: EventLog {
 
     private func noteStaleReads(table: String, keys: [[UInt8]]) {
         state.withLock { state in
+            state.stateReads += keys.map { "\(table)/\(String(decoding: $0, as: UTF8.self))" }
             for unit in state.outstanding.values {
                 for write in unit.writes where write.table == table && keys.contains(write.key) {
                     state.staleReads.append("\(table)/\(String(decoding: write.key, as: UTF8.self))")
