@@ -215,6 +215,7 @@ extension LMDBEnvironment {
             try journal.store(next)
             journal.adopt(next, pin: pin!)
             journal.turn(to: next)
+            journal.shrinkRecordFile(1 - next.activeFile)
             journal.policy.observer?(ContinuousClock.now - started)
         } catch {
             if let pin { mdb_txn_abort(pin) }

@@ -155,18 +155,22 @@ final class WriteAheadJournal: @unchecked Sendable {
     }
 
     /// Sends the records after `next` to the head of the file it names (a checkpoint is starting).
-    ///
-    /// That file's records are all older than the durable checkpoint. Records overwrite them in place, since
-    /// overwriting a file's blocks syncs faster than extending it, so the file keeps the size of its longest turn;
-    /// one that a large transaction left far larger than a turn is cut back (see ``shrunkFileBytes``).
     func turn(to next: JournalCheckpoint) {
         activeFile = next.activeFile
         offset = 0
         lastCheckpointStarted = .now
-        let file = files[activeFile]
+    }
+
+    /// Cuts record file `index` back to ``shrunkFileBytes`` when it is over four times that; called once a stored
+    /// checkpoint holds every record in it, while the journal writes to the other file and cannot turn to this one.
+    ///
+    /// Records overwrite a file in place, since overwriting its blocks syncs faster than extending it, so a file
+    /// keeps the size of its longest turn: one large transaction would otherwise leave it that large for good. Not
+    /// synced: if a crash undoes it, the stale records past the new ones are ignored as before.
+    func shrinkRecordFile(_ index: Int) {
+        let file = files[index]
         var status = stat()
         if fstat(file.descriptor, &status) == 0, Int(status.st_size) > 4 * shrunkFileBytes {
-            // Not synced: if a crash undoes it, the stale records past the new ones are ignored as before.
             _ = ftruncate(file.descriptor, off_t(shrunkFileBytes))
         }
     }
@@ -261,7 +265,11 @@ final class WriteAheadJournal: @unchecked Sendable {
             if code != 0 {
                 failed = LMDBError(code: code, operation: "journal checkpoint: mdb_env_sync")
             } else {
-                do { try store(job.checkpoint) } catch {
+                do {
+                    try store(job.checkpoint)
+                    // The file the journal turned away from: every record in it is in the checkpoint now.
+                    shrinkRecordFile(1 - job.checkpoint.activeFile)
+                } catch {
                     failed = (error as? LMDBError) ?? LMDBError(code: EIO, operation: "journal checkpoint: \(error)")
                 }
             }
