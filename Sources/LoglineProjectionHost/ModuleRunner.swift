@@ -297,7 +297,7 @@ actor ModuleRunner {
         let started = ContinuousClock.now
         let batch: EventBatch
         do {
-            batch = try log.readBatch(after: checkpoint.position, limit: batchSize, eventTypes: handledEventTypes)
+            batch = try log.readBatch(after: checkpoint.position, limit: liveBatchLimit, eventTypes: handledEventTypes)
         } catch {
             await storageTrouble("read failed: \(error)")
             return true
@@ -355,6 +355,15 @@ actor ModuleRunner {
             break
         }
         return true
+    }
+
+    /// How many events a live batch reads: ``batchSize``, or for a projector far behind the log (catching up after
+    /// a start, say), as many as a rebuild batch, so that it commits a few times a second rather than hundreds.
+    private var liveBatchLimit: Int {
+        guard case .projector = module, log.headPosition - checkpoint.position >= UInt64(rebuildBatchSize) else {
+            return batchSize
+        }
+        return rebuildBatchSize
     }
 
     /// One warning line for the events a batch parked: how many, and the first of them with its error.

@@ -15,13 +15,14 @@ import ServiceLifecycle
 public final class ProjectionHost: Service, Sendable {
     /// Tuning.
     public struct Configuration: Sendable {
-        /// The most events a module takes into one transaction.
+        /// The most events a module takes into one transaction while it keeps up with the log.
         public var batchSize: Int = 1000
-        /// The most events a rebuild takes into one transaction. Larger than ``batchSize``: a rebuild replays
-        /// the whole log, and the fewer batches an order's events are spread over, the fewer times its document
-        /// is written. Not larger: a batch and the one committing beside it are held in memory, and at 16,000
-        /// the server's peak RSS over a rebuild of 1,000,000 order events was 170-180 MB against 134-137 MB at
-        /// 8,000, for 10-15% more speed.
+        /// The most events a rebuild takes into one transaction, and a projector at least this far behind the log
+        /// (catching up after a start). Larger than ``batchSize``: such a projector replays much of the log, and
+        /// the fewer batches an order's events are spread over, the fewer times its document is written. Not
+        /// larger: a rebuild holds a batch and the two committing beside it in memory, and at 16,000 the server's
+        /// peak RSS over a rebuild of 1,000,000 order events was 146-153 MB against 116-124 MB at 8,000, for 10-15%
+        /// more speed.
         public var rebuildBatchSize: Int = 8000
         /// How long a query with `AT` waits for its view before `-TIMEOUT`.
         public var readYourWritesTimeout: Duration = .seconds(5)
