@@ -385,7 +385,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     /// Runs a request now: a read at once, an append through the group commit, a module request as a task.
     private func run(_ request: Request, in slot: Int) {
-        guard let context else { return }
+        guard context != nil else { return }
         if case .subscribe(let command) = request {
             startSubscription(command, in: slot)
             return
