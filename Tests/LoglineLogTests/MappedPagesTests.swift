@@ -21,6 +21,28 @@ private func residentBytes(ofMapping file: String) throws -> Int {
     return total
 }
 
+/// Writes `count` values of 4,000 bytes into a database of `environment`, and returns a function that reads every
+/// one of them through the map (so that their pages become resident) and sums a few bytes of each.
+private func writePages(_ environment: LMDBEnvironment, count: Int = 4096) throws -> () throws -> Int {
+    let database = try environment.openDatabase(named: "pages")
+    try environment.write { transaction in
+        for index in 0..<count {
+            let value = [UInt8](repeating: UInt8(truncatingIfNeeded: index), count: 4000)
+            try transaction.put(database, key: Array("k\(100_000 + index)".utf8), value: value)
+        }
+    }
+    return {
+        try environment.read { transaction in
+            var sum = 0
+            for index in 0..<count {
+                let value = try #require(try transaction.get(database, key: Array("k\(100_000 + index)".utf8)))
+                sum += Int(value[0]) + Int(value[3999]) + value.count
+            }
+            return sum
+        }
+    }
+}
+
 @Suite("LMDBEnvironment: handing mapped pages back to the page cache")
 struct MappedPagesTests {
     @Test("released pages leave the resident set, and reads after it see the same data")
@@ -29,24 +51,7 @@ struct MappedPagesTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let environment = try LMDBEnvironment(directory: directory)
         defer { environment.close() }
-        let database = try environment.openDatabase(named: "pages")
-        let values = 4096
-        try environment.write { transaction in
-            for index in 0..<values {
-                let value = [UInt8](repeating: UInt8(truncatingIfNeeded: index), count: 4000)
-                try transaction.put(database, key: Array("k\(100_000 + index)".utf8), value: value)
-            }
-        }
-        func sumOfEveryValue() throws -> Int {
-            try environment.read { transaction in
-                var sum = 0
-                for index in 0..<values {
-                    let value = try #require(try transaction.get(database, key: Array("k\(100_000 + index)".utf8)))
-                    sum += Int(value[0]) + Int(value[3999]) + value.count
-                }
-                return sum
-            }
-        }
+        let sumOfEveryValue = try writePages(environment)
         let file = directory + "/data.mdb"
         let expected = try sumOfEveryValue()
         let afterReading = try residentBytes(ofMapping: file)
@@ -63,24 +68,7 @@ struct MappedPagesTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let environment = try LMDBEnvironment(directory: directory)
         defer { environment.close() }
-        let database = try environment.openDatabase(named: "pages")
-        let values = 4096
-        try environment.write { transaction in
-            for index in 0..<values {
-                let value = [UInt8](repeating: UInt8(truncatingIfNeeded: index), count: 4000)
-                try transaction.put(database, key: Array("k\(100_000 + index)".utf8), value: value)
-            }
-        }
-        func sumOfEveryValue() throws -> Int {
-            try environment.read { transaction in
-                var sum = 0
-                for index in 0..<values {
-                    let value = try #require(try transaction.get(database, key: Array("k\(100_000 + index)".utf8)))
-                    sum += Int(value[0]) + Int(value[3999]) + value.count
-                }
-                return sum
-            }
-        }
+        let sumOfEveryValue = try writePages(environment)
         let file = directory + "/data.mdb"
         // The first release finds the mapping and remembers it.
         let expected = try sumOfEveryValue()
@@ -129,20 +117,7 @@ struct MappedPagesTests {
         let innerEnvironment = try LMDBEnvironment(directory: inner)
         defer { innerEnvironment.close() }
         for environment in [outerEnvironment, innerEnvironment] {
-            let database = try environment.openDatabase(named: "pages")
-            try environment.write { transaction in
-                for index in 0..<2048 {
-                    try transaction.put(
-                        database, key: Array("k\(100_000 + index)".utf8),
-                        value: [UInt8](repeating: UInt8(truncatingIfNeeded: index), count: 4000))
-                }
-            }
-            // Read every value through the map.
-            _ = try environment.read { transaction in
-                try (0..<2048).reduce(0) { sum, index in
-                    sum + Int(try transaction.get(database, key: Array("k\(100_000 + index)".utf8))?.first ?? 0)
-                }
-            }
+            _ = try writePages(environment, count: 2048)()
         }
         let innerResident = try residentBytes(ofMapping: inner + "/data.mdb")
         #expect(innerResident >= 6 << 20)
