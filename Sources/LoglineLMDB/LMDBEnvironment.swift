@@ -290,8 +290,10 @@ public final class LMDBEnvironment: @unchecked Sendable {
     #if os(Linux)
         /// Where the data file is mapped, from /proc/self/maps: LMDB does not say (`me_mapaddr` is only set with
         /// MDB_FIXEDMAP), the kernel does. A mapping is the data file's when its device and inode are those of the
-        /// file LMDB holds open: a path would also match another store whose path ends with this one's. Empty when
-        /// the maps cannot be read.
+        /// file LMDB holds open, or its path is the file's whole real path (some file systems, such as btrfs and
+        /// overlayfs, show another device or inode there than `fstat` gives); never by the end of a path alone,
+        /// which would also match another store whose path ends with this one's. Empty when the maps cannot be
+        /// read.
         private func mappedDataFileRanges() -> [UnsafeMutableRawBufferPointer] {
             var descriptor: mdb_filehandle_t = -1
             var status = stat()
@@ -301,15 +303,23 @@ public final class LMDBEnvironment: @unchecked Sendable {
             // The device as the maps show it, "major:minor" in hex (glibc's encoding of dev_t).
             let device = UInt64(status.st_dev)
             let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~0xfff)
-            let minor = (device & 0xff) | ((device >> 12) & ~0xff)
+            let minor = (device & 0xff) | (UInt64(UInt32(truncatingIfNeeded: device >> 12)) & ~0xff)
             let deviceField = Array("\(String(major, radix: 16, uppercase: false)):\(String(minor, radix: 16))".utf8)
             let inodeField = Array(String(UInt64(status.st_ino)).utf8)
+            let realPath = Glibc.realpath((path.hasSuffix("/") ? path : path + "/") + Self.dataFileName, nil)
+            defer { free(realPath) }
+            let pathField = realPath.map { Array(String(cString: $0).utf8) }
             var ranges: [UnsafeMutableRawBufferPointer] = []
             for line in maps.split(separator: UInt8(ascii: "\n")) {
                 // address perms offset device inode path
                 let fields = line.split(separator: UInt8(ascii: " "), maxSplits: 5)
-                guard fields.count >= 5, fields[4].elementsEqual(inodeField),
-                    Self.sameDevice(fields[3], deviceField),
+                guard fields.count >= 5 else { continue }
+                let sameFile = fields[4].elementsEqual(inodeField) && Self.sameDevice(fields[3], deviceField)
+                var samePath = false
+                if fields.count == 6, let pathField {
+                    samePath = fields[5].drop { $0 == UInt8(ascii: " ") }.elementsEqual(pathField)
+                }
+                guard sameFile || samePath,
                     let dash = fields[0].firstIndex(of: UInt8(ascii: "-")),
                     let start = UInt(String(decoding: fields[0][..<dash], as: UTF8.self), radix: 16),
                     let end = UInt(
