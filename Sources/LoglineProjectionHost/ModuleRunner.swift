@@ -722,12 +722,7 @@ actor ModuleRunner {
             progress = next
             if outcome.stoppedBefore != nil || mustYield { break }
         }
-        while !inFlight.isEmpty {
-            guard await settle(inFlight.removeFirst().commit) else {
-                await drain(inFlight.map(\.commit))
-                return true
-            }
-        }
+        guard await settleInOrder(inFlight.map(\.commit)) else { return true }
         guard caughtUp, let progress = rebuild else { return true }
         // Caught up with the log. Swap once the live views are not ahead of the shadow copy.
         if progress.checkpoint.position >= checkpoint.position { await swap(progress) }
@@ -738,13 +733,20 @@ actor ModuleRunner {
     /// ``storageTrouble(_:)`` does. The loop runs the rebuild again from its progress.
     /// - Returns: `true`: there was work.
     private func stopBurst(settling inFlight: [RebuildCommit], storageTrouble message: String) async -> Bool {
-        for (index, commit) in inFlight.enumerated() {
+        _ = await settleInOrder(inFlight)
+        await storageTrouble(message)
+        return true
+    }
+
+    /// Settles `commits` in order; once one fails, only waits for the rest (``drain(_:)``).
+    /// - Returns: Whether every one committed and the rebuild goes on.
+    private func settleInOrder(_ commits: [RebuildCommit]) async -> Bool {
+        for (index, commit) in commits.enumerated() {
             guard await settle(commit) else {
-                await drain(Array(inFlight[(index + 1)...]))
-                break
+                await drain(Array(commits[(index + 1)...]))
+                return false
             }
         }
-        await storageTrouble(message)
         return true
     }
 
