@@ -43,46 +43,50 @@ private func writePages(_ environment: LMDBEnvironment, count: Int = 4096) throw
     }
 }
 
+/// Runs `body` with a new environment in a temporary directory, holding ``writePages(_:count:)``'s values, with
+/// the path of its data file and the function that reads every value.
+private func withPagesStore(
+    _ body: (_ environment: LMDBEnvironment, _ file: String, _ sumOfEveryValue: () throws -> Int) throws -> Void
+) throws {
+    let directory = try makeTemporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let environment = try LMDBEnvironment(directory: directory)
+    defer { environment.close() }
+    try body(environment, directory + "/data.mdb", try writePages(environment))
+}
+
 @Suite("LMDBEnvironment: handing mapped pages back to the page cache")
 struct MappedPagesTests {
     @Test("released pages leave the resident set, and reads after it see the same data")
     func releaseKeepsTheData() throws {
-        let directory = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let environment = try LMDBEnvironment(directory: directory)
-        defer { environment.close() }
-        let sumOfEveryValue = try writePages(environment)
-        let file = directory + "/data.mdb"
-        let expected = try sumOfEveryValue()
-        let afterReading = try residentBytes(ofMapping: file)
-        #expect(afterReading >= 12 << 20)  // 16 MB of values were read through the map
-        #expect(environment.releaseMappedPages())
-        #expect(try residentBytes(ofMapping: file) < afterReading / 4)
-        #expect(try sumOfEveryValue() == expected)
-        #expect(try residentBytes(ofMapping: file) >= 12 << 20)
+        try withPagesStore { environment, file, sumOfEveryValue in
+            let expected = try sumOfEveryValue()
+            let afterReading = try residentBytes(ofMapping: file)
+            #expect(afterReading >= 12 << 20)  // 16 MB of values were read through the map
+            #expect(environment.releaseMappedPages())
+            #expect(try residentBytes(ofMapping: file) < afterReading / 4)
+            #expect(try sumOfEveryValue() == expected)
+            #expect(try residentBytes(ofMapping: file) >= 12 << 20)
+        }
     }
 
     @Test("after the map grows, a release finds the new mapping")
     func releaseAfterGrowing() throws {
-        let directory = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let environment = try LMDBEnvironment(directory: directory)
-        defer { environment.close() }
-        let sumOfEveryValue = try writePages(environment)
-        let file = directory + "/data.mdb"
-        // The first release finds the mapping and remembers it.
-        let expected = try sumOfEveryValue()
-        #expect(environment.releaseMappedPages())
-        // The map moves.
-        let mapSize = environment.mapSize
-        try environment.grow()
-        #expect(environment.mapSize > mapSize)
-        #expect(try sumOfEveryValue() == expected)
-        let afterReading = try residentBytes(ofMapping: file)
-        #expect(afterReading >= 12 << 20)
-        #expect(environment.releaseMappedPages())
-        #expect(try residentBytes(ofMapping: file) < afterReading / 4)
-        #expect(try sumOfEveryValue() == expected)
+        try withPagesStore { environment, file, sumOfEveryValue in
+            // The first release finds the mapping and remembers it.
+            let expected = try sumOfEveryValue()
+            #expect(environment.releaseMappedPages())
+            // The map moves.
+            let mapSize = environment.mapSize
+            try environment.grow()
+            #expect(environment.mapSize > mapSize)
+            #expect(try sumOfEveryValue() == expected)
+            let afterReading = try residentBytes(ofMapping: file)
+            #expect(afterReading >= 12 << 20)
+            #expect(environment.releaseMappedPages())
+            #expect(try residentBytes(ofMapping: file) < afterReading / 4)
+            #expect(try sumOfEveryValue() == expected)
+        }
     }
 
     @Test("the shared resident size is the third field of /proc/self/statm")
