@@ -13,9 +13,11 @@ public protocol LoglineModule: Sendable {
 
 /// What the host does when a module throws on an event.
 public enum FailurePolicy: Hashable, Sendable {
-    /// Retry with backoff up to `attempts` times, then park the event (kept, listed, replayable) and go on.
+    /// Try up to `attempts` times, then park the event (kept, listed, replayable) and go on. Retries run at once
+    /// while the error repeats word for word, and with backoff when it changes.
     case park(attempts: Int)
-    /// Retry with backoff up to `attempts` times, then stop the module before the event (state `faulted`).
+    /// Try up to `attempts` times, then stop the module before the event (state `faulted`). Retries run at once
+    /// while the error repeats word for word, and with backoff when it changes.
     case stop(attempts: Int)
 
     /// How many times the event is tried in all.

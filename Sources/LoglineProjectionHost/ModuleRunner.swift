@@ -110,6 +110,8 @@ actor ModuleRunner {
     private let logger: Logger
     private let batchSize: Int
     private let rebuildBatchSize: Int
+    /// The first wait between attempts that failed differently (``ProjectionHost/Configuration/retryBackoff``).
+    private let retryBackoff: Duration
 
     private var checkpoint = ViewStorage.Checkpoint(position: 0, processed: 0)
     private var checkpointBytes: [UInt8]?
@@ -153,8 +155,8 @@ actor ModuleRunner {
     }
 
     init(
-        module: Module, log: any EventLog, batchSize: Int, rebuildBatchSize: Int, logger: Logger,
-        metricsFactory: any MetricsFactory
+        module: Module, log: any EventLog, batchSize: Int, rebuildBatchSize: Int, retryBackoff: Duration,
+        logger: Logger, metricsFactory: any MetricsFactory
     ) throws {
         self.module = module
         switch module {
@@ -173,6 +175,7 @@ actor ModuleRunner {
         self.log = log
         self.batchSize = batchSize
         self.rebuildBatchSize = rebuildBatchSize
+        self.retryBackoff = retryBackoff
         var logger = logger
         logger[metadataKey: "module"] = "\(name)"
         self.logger = logger
@@ -447,6 +450,10 @@ actor ModuleRunner {
                 continue
             }
             var attempt = 0
+            // The error of the attempt before, to tell a failure that repeats from one that changes.
+            var previousFailure: String?
+            // Retries that waited so far.
+            var waits = 0
             while true {
                 attempt += 1
                 do {
@@ -492,9 +499,18 @@ actor ModuleRunner {
                         return outcome
                     }
                     let message = "position \(event.position) (\(event.eventType)): \(error)"
+                    let failure = "\(error)"
+                    defer { previousFailure = failure }
+                    // The first retry runs at once. A failure that repeats word for word is the event's own (modules
+                    // are deterministic): its retries run at once too, so that a flood of events a module cannot
+                    // use costs it no time asleep. Only a failure that changes waits, with doubling backoff.
+                    if attempt < policy.attempts, previousFailure == nil || previousFailure == failure {
+                        continue
+                    }
                     if attempt < policy.attempts {
                         do {
-                            try await Task.sleep(for: .milliseconds(10 << min(attempt, 6)))
+                            try await Task.sleep(for: retryBackoff * (1 << min(waits, 6)))
+                            waits += 1
                         } catch {
                             // Stopping: leave the event for the next start rather than use up its attempts.
                             outcome.interrupted = true

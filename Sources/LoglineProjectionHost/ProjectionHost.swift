@@ -26,6 +26,10 @@ public final class ProjectionHost: Service, Sendable {
         public var rebuildBatchSize: Int = 8000
         /// How long a query with `AT` waits for its view before `-TIMEOUT`.
         public var readYourWritesTimeout: Duration = .seconds(5)
+        /// The wait before the second retry of an event whose module failed differently on its first two attempts;
+        /// it doubles for each retry after that. An event that fails the same way twice is retried at once: modules
+        /// are deterministic, so such a failure is the event's own, and waiting would only hold the module back.
+        public var retryBackoff: Duration = .milliseconds(20)
 
         /// The defaults.
         public init() {}
@@ -90,7 +94,8 @@ public final class ProjectionHost: Service, Sendable {
             do {
                 runner = try ModuleRunner(
                     module: kind, log: log, batchSize: configuration.batchSize,
-                    rebuildBatchSize: configuration.rebuildBatchSize, logger: logger, metricsFactory: metricsFactory)
+                    rebuildBatchSize: configuration.rebuildBatchSize, retryBackoff: configuration.retryBackoff,
+                    logger: logger, metricsFactory: metricsFactory)
             } catch {
                 throw .internal("cannot read the state of \(module.name): \(error)")
             }

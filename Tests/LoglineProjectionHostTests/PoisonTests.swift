@@ -108,6 +108,54 @@ struct PoisonTests {
         }
     }
 
+    @Test(
+        "a failure that repeats word for word is retried at once: a flood of poison events is parked without waiting",
+        .timeLimit(.minutes(1)))
+    func repeatedFailureDoesNotWait() async throws {
+        try await withFreshLog { log, _ in
+            let projector = PoisonProjector(name: "flooded", view: "flooded-seen", failurePolicy: .park(attempts: 3))
+            var configuration = hostConfiguration(batchSize: 100)
+            // Were any of these retries to wait, the test would run into its time limit.
+            configuration.retryBackoff = .seconds(3600)
+            let host = try ProjectionHost(
+                log: log, modules: [projector], configuration: configuration, logger: testLogger)
+            let poisons = (0..<40).map { poison("p\($0)") }
+            let head = try await log.appendAll(poisons + [added("a1")])
+            try await running(host) {
+                try await host.waitForView("flooded-seen", at: head)
+                #expect(try host.json(view: "flooded-seen", key: "a1") != nil)
+                let records = try Self.parked(host, "flooded")
+                #expect(records.count == 40)
+                #expect(records.allSatisfy { $0["attempts"] == 3 })
+                #expect(projector.poisonAttempts.value.count == 40)
+                #expect(projector.poisonAttempts.value.values.allSatisfy { $0 == 3 })
+                #expect(await host.status("flooded")?.parkedCount == 40)
+            }
+        }
+    }
+
+    @Test("a failure that changes from one attempt to the next is retried after the backoff, and may then succeed")
+    func changingFailureWaits() async throws {
+        try await withFreshLog { log, _ in
+            let projector = FlakyProjector()
+            var configuration = hostConfiguration()
+            configuration.retryBackoff = .milliseconds(30)
+            let host = try ProjectionHost(
+                log: log, modules: [projector], configuration: configuration, logger: testLogger)
+            let head = try await log.appendAll([added("a1")])
+            try await running(host) {
+                try await host.waitForView("flaky-seen", at: head)
+                #expect(try host.json(view: "flaky-seen", key: "a1")?["attempt"] == 3)
+                #expect(try host.parked(module: "flaky").isEmpty)
+                let instants = try #require(projector.attempts.value[head])
+                try #require(instants.count == 3)
+                // The second attempt follows the first at once; the third waits out the backoff, because the
+                // second failed differently from the first.
+                #expect(instants[2] - instants[1] >= .milliseconds(30))
+            }
+        }
+    }
+
     @Test("parked events stay parked across a restart")
     func parkedSurvivesRestart() async throws {
         try await withTemporaryDirectory { directory in

@@ -98,6 +98,29 @@ struct PoisonProjector: Projector {
     }
 }
 
+/// Fails each `item-added` event on its first two attempts, with an error that names the attempt (so it changes
+/// from one attempt to the next), and applies it on the third. Records when each attempt began.
+struct FlakyProjector: Projector {
+    var name = "flaky"
+    var view = "flaky-seen"
+    var failurePolicy: FailurePolicy { .park(attempts: 3) }
+    /// The instants of each event's attempts, by position.
+    let attempts = Locked<[LogPosition: [ContinuousClock.Instant]]>([:])
+
+    var handledEventTypes: Set<String> { ["item-added"] }
+    var views: [ViewDefinition] { [ViewDefinition(name: view)] }
+
+    func apply(_ event: ModuleEvent, to views: inout ViewChanges) throws {
+        let position = event.position
+        let attempt = attempts.withLock { attempts in
+            attempts[position, default: []].append(.now)
+            return attempts[position]!.count
+        }
+        if attempt < 3 { throw TestModuleError(description: "attempt \(attempt) lost its connection") }
+        try views.put(view, key: event.data["key"]?.stringValue ?? "?", document: ["attempt": 3])
+    }
+}
+
 /// Claims one stream for the first `item-added` only: every reaction appends to `claim/all` expecting no stream,
 /// so every reaction after the first cannot be appended. Counts its successful reactions in `claims/count`.
 struct ClaimingReactor: Reactor {
