@@ -70,6 +70,18 @@ public struct RequestFrameDecoder: Sendable {
 
         /// Nothing framed yet.
         public init() {}
+
+        /// Back to nothing framed, keeping the memory of a short argument list for the next request.
+        fileprivate mutating func reset() {
+            count = 0
+            offset = 0
+            if arguments.capacity > 64 {
+                arguments = []  // not kept for every later request of the connection
+            } else {
+                arguments.removeAll(keepingCapacity: true)
+            }
+            searched = 0
+        }
     }
 
     /// Takes the next request from the front of `buffer`, framing it from its start.
@@ -105,11 +117,11 @@ public struct RequestFrameDecoder: Sendable {
             case .some(.needMoreData):
                 return .needMoreData
             case .some(let outcome):
-                progress = Progress()
+                progress.reset()
                 return outcome
             case .none:
                 // An empty array was skipped: look at what follows.
-                progress = Progress()
+                progress.reset()
             }
         }
     }
@@ -125,15 +137,9 @@ public struct RequestFrameDecoder: Sendable {
     /// arrived. Bytes searched on an earlier call (``Progress/searched``) are not searched again.
     private func lineEnd(in buffer: ByteBuffer, from: Int, _ progress: inout Progress) -> Int? {
         let start = buffer.readerIndex
-        let begin = max(from, start + progress.searched)
-        guard begin < buffer.writerIndex else { return nil }
-        let view = buffer.readableBytesView
-        let viewBegin = view.startIndex + (begin - start)
-        guard let newline = view[viewBegin...].firstIndex(of: UInt8(ascii: "\n")) else {
-            progress.searched = buffer.writerIndex - start
-            return nil
+        return buffer.withUnsafeReadableBytes { bytes in
+            Self.lineEnd(in: bytes, from: from - start, &progress).map { $0 + start }
         }
-        return newline - view.startIndex + start + 1
     }
 
     private func decodeInline(_ buffer: inout ByteBuffer, _ progress: inout Progress) -> Outcome {
@@ -158,38 +164,50 @@ public struct RequestFrameDecoder: Sendable {
         case bad(String, lineEnd: Int)
     }
 
-    private func header(
-        _ buffer: ByteBuffer, at offset: Int, marker: UInt8, name: String, _ progress: inout Progress
+    /// The end of a line in `bytes` (the readable bytes of the buffer): the offset just past the first `\n` at or
+    /// after `from`, or `nil` when none has arrived. Bytes searched on an earlier call (``Progress/searched``) are
+    /// not searched again. Offsets are relative to the start of `bytes`.
+    private static func lineEnd(in bytes: UnsafeRawBufferPointer, from: Int, _ progress: inout Progress) -> Int? {
+        let begin = max(from, progress.searched)
+        guard begin < bytes.count else { return nil }
+        guard let newline = bytes[begin...].firstIndex(of: UInt8(ascii: "\n")) else {
+            progress.searched = bytes.count
+            return nil
+        }
+        return newline + 1
+    }
+
+    /// Reads a header line of `bytes` (the buffer's readable bytes) at `offset`, relative to their start.
+    private static func header(
+        _ bytes: UnsafeRawBufferPointer, at offset: Int, marker: UInt8, name: StaticString, _ progress: inout Progress
     ) -> HeaderResult {
         // A header is at most 20 digits plus marker and sign; do not scan further than that for its end.
-        let limit = min(buffer.writerIndex, offset + 24)
+        let limit = min(bytes.count, offset + 24)
         var index = offset
-        while index < limit, buffer.getInteger(at: index, as: UInt8.self) != UInt8(ascii: "\n") { index += 1 }
+        while index < limit, bytes[index] != UInt8(ascii: "\n") { index += 1 }
         guard index < limit else {
-            if buffer.writerIndex >= offset + 24 {
+            if bytes.count >= offset + 24 {
                 // No line end where one must be: find the next one to resynchronise.
-                if let end = lineEnd(in: buffer, from: offset, &progress) {
+                if let end = lineEnd(in: bytes, from: offset, &progress) {
                     return .bad("invalid \(name)", lineEnd: end)
                 }
             }
             return .incomplete
         }
         let lineEnd = index + 1
-        guard buffer.getInteger(at: offset, as: UInt8.self) == marker,
-            index - 1 > offset + 1, buffer.getInteger(at: index - 1, as: UInt8.self) == UInt8(ascii: "\r")
-        else {
+        guard bytes[offset] == marker, index - 1 > offset + 1, bytes[index - 1] == UInt8(ascii: "\r") else {
             return .bad("expected '\(Character(UnicodeScalar(marker)))' \(name)", lineEnd: lineEnd)
         }
         var value = 0
         var negative = false
         var position = offset + 1
-        if buffer.getInteger(at: position, as: UInt8.self) == UInt8(ascii: "-") {
+        if bytes[position] == UInt8(ascii: "-") {
             negative = true
             position += 1
         }
         guard position < index - 1 else { return .bad("invalid \(name)", lineEnd: lineEnd) }
         while position < index - 1 {
-            let byte = buffer.getInteger(at: position, as: UInt8.self)!
+            let byte = bytes[position]
             guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9"), value < Int.max / 10 - 10 else {
                 return .bad("invalid \(name)", lineEnd: lineEnd)
             }
@@ -212,73 +230,102 @@ public struct RequestFrameDecoder: Sendable {
         return .error(FramingError(code: .badRequest, message: "protocol error: \(message)", closesConnection: false))
     }
 
+    /// What a scan of a RESP array found, with offsets relative to the start of the request.
+    private enum RESPScan {
+        /// Every argument has arrived; the request ends at `end`. The ranges are in ``Progress/arguments``.
+        case complete(end: Int)
+        /// An empty array (`*0`, `*-1`) that ends at `end`: skipped.
+        case empty(end: Int)
+        case needMoreData
+        case tooLarge
+        case tooManyArguments(Int)
+        /// A bad request, to drop through `lineEnd`.
+        case bad(String, lineEnd: Int)
+    }
+
     /// Decodes a RESP array at the front of `buffer`, from where `progress` says the last call stopped; `nil` when
     /// it was an empty array (`*0`, `*-1`), skipped.
     private func decodeRESP(_ buffer: inout ByteBuffer, _ progress: inout Progress) -> Outcome? {
         let start = buffer.readerIndex
+        // One pass over the raw bytes: reading them through the buffer byte by byte paid for an exclusivity check
+        // of its storage on every byte.
+        let scan = buffer.withUnsafeReadableBytes { bytes in
+            Self.scanRESP(
+                bytes, maximumRequestBytes: maximumRequestBytes, maximumArguments: maximumArguments, &progress)
+        }
+        switch scan {
+        case .complete(let end):
+            let arguments = progress.arguments.map { buffer.getSlice(at: start + $0.lowerBound, length: $0.count)! }
+            buffer.moveReaderIndex(to: start + end)
+            return .frame(.resp(arguments))
+        case .empty(let end):
+            buffer.moveReaderIndex(to: start + end)
+            return nil
+        case .needMoreData:
+            return .needMoreData
+        case .tooLarge:
+            return tooLarge("request")
+        case .tooManyArguments(let count):
+            return .error(
+                FramingError(
+                    code: .tooLarge, message: "request has \(count) arguments, the limit is \(maximumArguments)",
+                    closesConnection: true))
+        case .bad(let message, let lineEnd):
+            return badFrame(message, from: start, consumingTo: start + lineEnd, &buffer)
+        }
+    }
+
+    /// Frames a RESP array over the readable bytes, going on from `progress`.
+    private static func scanRESP(
+        _ bytes: UnsafeRawBufferPointer, maximumRequestBytes: Int, maximumArguments: Int, _ progress: inout Progress
+    ) -> RESPScan {
         var offset: Int
         if progress.count > 0 {
-            offset = start + progress.offset
+            offset = progress.offset
         } else {
-            switch header(buffer, at: start, marker: UInt8(ascii: "*"), name: "multibulk length", &progress) {
+            switch header(bytes, at: 0, marker: UInt8(ascii: "*"), name: "multibulk length", &progress) {
             case .incomplete:
-                return buffer.readableBytes > maximumRequestBytes ? tooLarge("request") : .needMoreData
+                return bytes.count > maximumRequestBytes ? .tooLarge : .needMoreData
             case .bad(let message, let lineEnd):
-                return badFrame(message, from: start, consumingTo: lineEnd, &buffer)
+                return .bad(message, lineEnd: lineEnd)
             case .value(let value, let next):
-                if value <= 0 {
-                    // `*0` and `*-1` are empty requests: skip them, as Redis does.
-                    buffer.moveReaderIndex(to: next)
-                    return nil
-                }
-                if value > maximumArguments {
-                    return .error(
-                        FramingError(
-                            code: .tooLarge,
-                            message: "request has \(value) arguments, the limit is \(maximumArguments)",
-                            closesConnection: true))
-                }
-                progress = Progress()
+                // `*0` and `*-1` are empty requests: skip them, as Redis does.
+                if value <= 0 { return .empty(end: next) }
+                if value > maximumArguments { return .tooManyArguments(value) }
+                progress.reset()
                 progress.count = value
                 progress.arguments.reserveCapacity(value)
                 offset = next
             }
         }
         while progress.arguments.count < progress.count {
-            let headerStart = offset
             // Where the next call goes on if this argument has not arrived whole.
-            progress.offset = headerStart - start
+            progress.offset = offset
             let length: Int
-            switch header(buffer, at: offset, marker: UInt8(ascii: "$"), name: "bulk length", &progress) {
+            switch header(bytes, at: offset, marker: UInt8(ascii: "$"), name: "bulk length", &progress) {
             case .incomplete:
-                return buffer.writerIndex - start > maximumRequestBytes ? tooLarge("request") : .needMoreData
+                return bytes.count > maximumRequestBytes ? .tooLarge : .needMoreData
             case .bad(let message, let lineEnd):
-                return badFrame(message, from: start, consumingTo: lineEnd, &buffer)
+                return .bad(message, lineEnd: lineEnd)
             case .value(let value, let next):
                 length = value
                 offset = next
             }
-            guard length >= 0 else {
-                return badFrame("invalid bulk length", from: start, consumingTo: offset, &buffer)
-            }
-            if offset + length + 2 - start > maximumRequestBytes { return tooLarge("request") }
-            guard buffer.writerIndex >= offset + length + 2 else { return .needMoreData }
-            guard buffer.getInteger(at: offset + length, as: UInt8.self) == UInt8(ascii: "\r"),
-                buffer.getInteger(at: offset + length + 1, as: UInt8.self) == UInt8(ascii: "\n")
-            else {
+            guard length >= 0 else { return .bad("invalid bulk length", lineEnd: offset) }
+            if offset + length + 2 > maximumRequestBytes { return .tooLarge }
+            guard bytes.count >= offset + length + 2 else { return .needMoreData }
+            guard bytes[offset + length] == UInt8(ascii: "\r"), bytes[offset + length + 1] == UInt8(ascii: "\n") else {
                 // The bulk is not followed by CRLF: drop through the next line end and resynchronise.
                 // Wait for that line end, so the outcome never depends on how the bytes were split into reads.
-                guard let end = lineEnd(in: buffer, from: offset + length, &progress) else {
-                    return buffer.readableBytes > maximumRequestBytes ? tooLarge("request") : .needMoreData
+                guard let end = lineEnd(in: bytes, from: offset + length, &progress) else {
+                    return bytes.count > maximumRequestBytes ? .tooLarge : .needMoreData
                 }
-                return badFrame("bulk string not terminated by CRLF", from: start, consumingTo: end, &buffer)
+                return .bad("bulk string not terminated by CRLF", lineEnd: end)
             }
-            progress.arguments.append((offset - start)..<(offset - start + length))
+            progress.arguments.append(offset..<(offset + length))
             progress.searched = 0
             offset += length + 2
         }
-        let arguments = progress.arguments.map { buffer.getSlice(at: start + $0.lowerBound, length: $0.count)! }
-        buffer.moveReaderIndex(to: offset)
-        return .frame(.resp(arguments))
+        return .complete(end: offset)
     }
 }

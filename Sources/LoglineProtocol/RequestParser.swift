@@ -23,8 +23,7 @@ public struct RequestParser: Sendable {
     /// - Throws: ``RequestError`` with the code for the reply.
     public func parse(_ frame: RequestFrame) throws(RequestError) -> Request {
         var arguments = ArgumentReader(frame)
-        guard let verbBytes = arguments.nextWord() else { throw RequestError(.badRequest, "empty request") }
-        let verb = String(decoding: verbBytes, as: UTF8.self).uppercased()
+        guard let verb = arguments.nextKeyword() else { throw RequestError(.badRequest, "empty request") }
         switch verb {
         case "PING":
             let message = arguments.rest()
@@ -397,23 +396,27 @@ public struct RequestParser: Sendable {
     // MARK: - Arguments
 
     private func documentKey(_ arguments: inout ArgumentReader, usage: String) throws(RequestError) -> String {
-        guard let bytes = arguments.nextWord() else { throw RequestError(.badRequest, "missing key; usage: \(usage)") }
-        guard !bytes.isEmpty, bytes.count <= 200, !bytes.contains(0) else {
-            throw RequestError(.badRequest, "a key is 1 to 200 bytes")
+        let key = try arguments.withNextWord { (bytes) throws(RequestError) -> String in
+            guard !bytes.isEmpty, bytes.count <= 200, !bytes.contains(0) else {
+                throw RequestError(.badRequest, "a key is 1 to 200 bytes")
+            }
+            return String(decoding: bytes, as: UTF8.self)
         }
-        return String(decoding: bytes, as: UTF8.self)
+        guard let key else { throw RequestError(.badRequest, "missing key; usage: \(usage)") }
+        return key
     }
 
     private func name(_ arguments: inout ArgumentReader, field: String, usage: String) throws(RequestError) -> String {
-        guard let bytes = arguments.nextWord() else {
-            throw RequestError(.badRequest, "missing \(field); usage: \(usage)")
+        let name = try arguments.withNextWord { (bytes) throws(RequestError) -> String in
+            guard Name.isValid(bytes) else {
+                throw RequestError(
+                    .badRequest,
+                    NameError(field: field, value: String(decoding: bytes.prefix(64), as: UTF8.self)).description)
+            }
+            return String(decoding: bytes, as: UTF8.self)
         }
-        guard Name.isValid(bytes) else {
-            throw RequestError(
-                .badRequest,
-                NameError(field: field, value: String(decoding: bytes.prefix(64), as: UTF8.self)).description)
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        guard let name else { throw RequestError(.badRequest, "missing \(field); usage: \(usage)") }
+        return name
     }
 
     private func streamName(_ arguments: inout ArgumentReader, usage: String) throws(RequestError) -> StreamName {
@@ -552,6 +555,42 @@ struct ArgumentReader {
             return index < arguments.count ? Array(arguments[index].readableBytesView) : nil
         case .inline:
             return wordRange().map { Array(bytes[$0]) }
+        }
+    }
+
+    /// Runs `body` over the next word (or RESP argument) in place, without copying it out, and consumes it.
+    /// - Returns: What `body` returned, or `nil` when there is no next word (`body` is not called).
+    mutating func withNextWord<Result, Failure: Error>(
+        _ body: (UnsafeRawBufferPointer) throws(Failure) -> Result
+    ) throws(Failure) -> Result? {
+        let word: Swift.Result<Result, Failure>?
+        switch frame {
+        case .resp(let arguments):
+            guard index < arguments.count else { return nil }
+            word = arguments[index].withUnsafeReadableBytes { bytes in
+                do throws(Failure) { return .success(try body(bytes)) } catch { return .failure(error) }
+            }
+            index += 1
+        case .inline:
+            guard let range = wordRange() else { return nil }
+            index = range.upperBound
+            word = bytes.withUnsafeBytes { all in
+                let bytes = UnsafeRawBufferPointer(rebasing: all[range])
+                do throws(Failure) { return .success(try body(bytes)) } catch { return .failure(error) }
+            }
+        }
+        return try word?.get()
+    }
+
+    /// The next word (or RESP argument) as a keyword: a verb or an option, its ASCII letters in upper case.
+    mutating func nextKeyword() -> String? {
+        withNextWord { bytes in
+            String(unsafeUninitializedCapacity: bytes.count) { keyword in
+                for (index, byte) in bytes.enumerated() {
+                    keyword[index] = byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z") ? byte - 32 : byte
+                }
+                return bytes.count
+            }
         }
     }
 

@@ -53,6 +53,12 @@ struct ReplyWriterTests {
         #expect(written { ReplyWriter.bulk(binary, into: &$0) } == bytes("$4\r\n") + binary + bytes("\r\n"))
         let long = [UInt8](repeating: 0x61, count: 1234)
         #expect(written { ReplyWriter.bulk(long, into: &$0) } == bytes("$1234\r\n") + long + bytes("\r\n"))
+        // Lengths on each side of a new digit.
+        for count in [9, 10, 99, 100, 1000, 65536] {
+            let payload = [UInt8](repeating: 0x62, count: count)
+            #expect(
+                written { ReplyWriter.bulk(payload, into: &$0) } == bytes("$\(count)\r\n") + payload + bytes("\r\n"))
+        }
         // Any collection of bytes: a slice and a buffer's view.
         let source = bytes("0123456789")
         #expect(written { ReplyWriter.bulk(source[2..<5], into: &$0) } == bytes("$3\r\n234\r\n"))
