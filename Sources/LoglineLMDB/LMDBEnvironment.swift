@@ -360,31 +360,36 @@ public final class LMDBEnvironment: @unchecked Sendable {
         }
     #endif
 
-    /// How many bytes of the process's resident set are file-backed or shared (`/proc/self/statm`): for this
-    /// server, the store's mapped pages. `nil` where the system does not say.
-    public static func residentSharedBytes() -> Int? {
+    /// The process's resident set (`/proc/self/statm`): all of it, and the part that is file-backed or shared (for
+    /// this server, the store's mapped pages and the program's own code). `nil` where the system does not say.
+    public static func residentBytes() -> (total: Int, shared: Int)? {
         #if os(Linux)
             // Seven numbers: one small read into the stack, since the log asks every millisecond or two.
             let descriptor = Glibc.open("/proc/self/statm", O_RDONLY | O_CLOEXEC)
             guard descriptor >= 0 else { return nil }
             defer { Glibc.close(descriptor) }
-            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 256) { buffer -> Int? in
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 256) { buffer -> (Int, Int)? in
                 var count: Int
                 repeat {
                     count = Glibc.read(descriptor, buffer.baseAddress, buffer.count)
                 } while count < 0
                     && errno == EINTR
                 guard count > 0 else { return nil }
-                // The third field: resident shared pages.
+                // The second field: resident pages; the third: resident shared pages.
                 var field = 0
-                var pages = 0
+                var resident = 0
+                var shared = 0
                 for byte in buffer[0..<count] {
                     if byte == UInt8(ascii: " ") {
                         field += 1
-                        if field == 3 { return pages * Int(sysconf(Int32(_SC_PAGESIZE))) }
-                    } else if field == 2 {
+                        if field == 3 {
+                            let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+                            return (resident * pageSize, shared * pageSize)
+                        }
+                    } else if field == 1 || field == 2 {
                         guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
-                        pages = pages * 10 + Int(byte - UInt8(ascii: "0"))
+                        let digit = Int(byte - UInt8(ascii: "0"))
+                        if field == 1 { resident = resident * 10 + digit } else { shared = shared * 10 + digit }
                     }
                 }
                 return nil

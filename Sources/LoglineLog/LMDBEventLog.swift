@@ -29,14 +29,22 @@ public final class LMDBEventLog: EventLog {
         /// How many `stream_events` entries wait in memory (``PendingStreamIndex``) before a group commit writes
         /// them in bulk; 1 writes each commit's entries in that commit.
         public var streamIndexBatch: Int = 16_384
-        /// How many bytes of the store's mapped pages may stay in the process's resident set before they are
-        /// handed back to the page cache (``LoglineLMDB/LMDBEnvironment/releaseMappedPages()``), checked every
-        /// 2 ms; `nil` (the default) leaves them to the kernel.
+        /// How many bytes of the store's mapped pages may always stay in the process's resident set before they
+        /// are handed back to the page cache (``LoglineLMDB/LMDBEnvironment/releaseMappedPages()``), checked every
+        /// 2 ms; `nil` (the default) leaves them to the kernel. See ``residentSetTarget`` for when more may stay.
         ///
         /// The measure is the whole process's (its shared resident pages since the log opened), so set it only
         /// where this log is the one store of the process, as `logline serve` does: with several logs open, each
         /// would count the others' pages and hand its own back again and again.
         public var residentMapLimit: Int?
+        /// The size of the whole resident set under which the mapped pages may stay past ``residentMapLimit``:
+        /// they may use what the rest of the process leaves of it. `nil`: only the limit counts.
+        ///
+        /// Every page handed back is faulted in again when it is next read, and the pages of the indexes that
+        /// every append reads are read all the time: at 16 MB, pipelined appends spent about a seventh of their
+        /// time handing pages back and faulting them in again. With a target, the pages stay while there is
+        /// room, and go when the rest of the process (a rebuild's batches) needs the room.
+        public var residentSetTarget: Int?
         /// Whether a store without a write-ahead journal gets one (a store that has one always keeps it): a group
         /// commit then syncs one journal record instead of LMDB's two syncs of scattered pages, and a checkpoint
         /// thread syncs the data file behind it. See ``LoglineLMDB/LMDBEnvironment``'s "Write-ahead journal".
@@ -115,7 +123,8 @@ public final class LMDBEventLog: EventLog {
     private let trimmerStop = DispatchSemaphore(value: 0)
     /// The shared part of the resident set when the log opened (the program's code and libraries), and the limit
     /// above it; `nil` when pages are left to the kernel.
-    private let mapResidency: (baseline: Int, limit: Int)?
+    /// The shared resident bytes when the log opened, the resident set's target, and the map's own limit.
+    private let mapResidency: (baseline: Int, target: Int, limit: Int)?
     /// When the writer last looked at the resident set, in nanoseconds of the continuous clock.
     private let lastResidencyCheck = Atomic<Int64>(0)
     private let trimmerFinished = DispatchSemaphore(value: 0)
@@ -180,8 +189,8 @@ public final class LMDBEventLog: EventLog {
         self.head = Atomic(lastPosition)
         self.lastRecordedAt = Atomic(0)
         self.pendingIndex = Mutex(PendingStreamIndex(indexedThrough: lastPosition))
-        if let limit = configuration.residentMapLimit, let baseline = LMDBEnvironment.residentSharedBytes() {
-            self.mapResidency = (baseline, limit)
+        if let limit = configuration.residentMapLimit, let baseline = LMDBEnvironment.residentBytes()?.shared {
+            self.mapResidency = (baseline, max(limit, configuration.residentSetTarget ?? 0), limit)
         } else {
             self.mapResidency = nil
         }
@@ -323,15 +332,24 @@ public final class LMDBEventLog: EventLog {
     }
 
     /// When the shared part of the process's resident set has grown by more than the limit since the log opened
-    /// (the store's mapped pages), hands those pages back to the page cache (``Configuration/residentMapLimit``).
+    /// (the store's mapped pages), and the resident set is over its target, hands those pages back to the page
+    /// cache (``Configuration/residentMapLimit``, ``Configuration/residentSetTarget``).
     ///
     /// The writer also calls this after its commits, at most every millisecond: a large commit (a rebuild's batch)
     /// maps in tens of megabytes of pages at once, faster than the thread, which competes for the same cores, looks.
     private func releaseMappedPagesOverLimit() {
-        guard let (baseline, limit) = mapResidency, let resident = LMDBEnvironment.residentSharedBytes(),
-            resident - baseline > limit
+        guard let (baseline, target, limit) = mapResidency, let resident = LMDBEnvironment.residentBytes(),
+            Self.mustReleaseMappedPages(
+                mapped: resident.shared - baseline, resident: resident.total, target: target, limit: limit)
         else { return }
         if environment.releaseMappedPages() { metrics.mapReleases.increment() }
+    }
+
+    /// Whether `mapped` bytes of the store's pages must leave a resident set of `resident` bytes: when they are
+    /// over `limit`, and over what the rest of the resident set leaves of `target`.
+    static func mustReleaseMappedPages(mapped: Int, resident: Int, target: Int, limit: Int) -> Bool {
+        let room = max(limit, target - (resident - mapped))
+        return mapped > room
     }
 
     /// Writes the pending stream-index entries at close, so that a stopped store is indexed through its head.

@@ -86,6 +86,15 @@ struct Serve: AsyncParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp(
+            "The resident memory, in MiB, under which the store's pages read through its memory map stay mapped. Past "
+                + "it they are handed back to the page cache (at most 16 MiB of them stay), and read again from "
+                + "there when needed. Higher keeps more of the store's indexes at hand.",
+            valueName: "MiB"))
+    var residentTarget: Int = 96
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
             "Threads that serve connections. The default, one fewer than the cores (at least 1), leaves a core to "
                 + "the log's writer and the modules.",
             valueName: "threads"))
@@ -197,6 +206,9 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--idle-timeout and --shutdown-timeout must be at least 0")
         }
         guard streamIndexBatch >= 1 else { throw ValidationError("--stream-index-batch must be at least 1") }
+        guard residentTarget >= 16 && residentTarget <= 1 << 30 else {
+            throw ValidationError("--resident-target must be between 16 and 1073741824 MiB")
+        }
         guard (1...1024).contains(eventLoopThreads) else {
             throw ValidationError("--event-loop-threads must be between 1 and 1024")
         }
@@ -238,8 +250,10 @@ struct Serve: AsyncParsableCommand {
         do {
             var logConfiguration = LMDBEventLog.Configuration()
             logConfiguration.streamIndexBatch = streamIndexBatch
-            // The server's one store: its mapped pages leave the resident set past 16 MB.
+            // The server's one store: its mapped pages stay while the resident set is under its target, and never
+            // more than 16 MB of them when it is over.
             logConfiguration.residentMapLimit = 16 << 20
+            logConfiguration.residentSetTarget = residentTarget << 20
             log = try LMDBEventLog(directory: data, configuration: logConfiguration, logger: logger)
         } catch {
             FileHandle.standardError.write(Data("logline: error: \(error)\n".utf8))

@@ -2,6 +2,8 @@ import Foundation
 import LoglineLMDB
 import Testing
 
+@testable import LoglineLog
+
 /// The resident size of this process's mapping of `file`, from /proc/self/smaps (kB lines).
 private func residentBytes(ofMapping file: String) throws -> Int {
     // Read to the end: /proc files report a size of 0, which some whole-file readers trust.
@@ -89,21 +91,47 @@ struct MappedPagesTests {
         }
     }
 
-    @Test("the shared resident size is the third field of /proc/self/statm")
-    func sharedResidentSize() throws {
-        func statmSharedBytes() throws -> Int {
+    @Test("the resident and shared resident sizes are the second and third fields of /proc/self/statm")
+    func residentSizes() throws {
+        func statmBytes() throws -> (total: Int, shared: Int) {
             let handle = try #require(FileHandle(forReadingAtPath: "/proc/self/statm"))
             defer { try? handle.close() }
             let fields = String(decoding: try handle.readToEnd() ?? Data(), as: UTF8.self).split(separator: " ")
-            return try #require(Int(fields[2])) * Int(sysconf(Int32(_SC_PAGESIZE)))
+            let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+            return (try #require(Int(fields[1])) * pageSize, try #require(Int(fields[2])) * pageSize)
         }
-        // Other suites map and release files meanwhile: the figure lies between two readings, give or take.
-        let before = try statmSharedBytes()
-        let shared = try #require(LMDBEnvironment.residentSharedBytes())
-        let after = try statmSharedBytes()
-        #expect(shared >= min(before, after) - (8 << 20))
-        #expect(shared <= max(before, after) + (8 << 20))
-        #expect(shared > 0)
+        // Other suites map and release files meanwhile: each figure lies between two readings, give or take.
+        let before = try statmBytes()
+        let read = try #require(LMDBEnvironment.residentBytes())
+        let after = try statmBytes()
+        #expect(read.shared >= min(before.shared, after.shared) - (8 << 20))
+        #expect(read.shared <= max(before.shared, after.shared) + (8 << 20))
+        #expect(read.total >= min(before.total, after.total) - (8 << 20))
+        #expect(read.total <= max(before.total, after.total) + (8 << 20))
+        #expect(read.shared > 0)
+        // The whole is larger than its shared part by the process's own memory: the two fields are not mixed up.
+        #expect(read.total > read.shared)
+    }
+
+    @Test("mapped pages go when over their limit and over what the rest of the resident set leaves of the target")
+    func releaseRule() {
+        let megabyte = 1 << 20
+        func mustRelease(mapped: Int, resident: Int, target: Int = 128, limit: Int = 16) -> Bool {
+            LMDBEventLog.mustReleaseMappedPages(
+                mapped: mapped * megabyte, resident: resident * megabyte, target: target * megabyte,
+                limit: limit * megabyte)
+        }
+        // Under the limit: they stay, however large the rest.
+        #expect(!mustRelease(mapped: 16, resident: 400))
+        // Over the limit, with room under the target: they stay.
+        #expect(!mustRelease(mapped: 60, resident: 110))
+        #expect(!mustRelease(mapped: 60, resident: 128))
+        // Over the limit and over the target: they go.
+        #expect(mustRelease(mapped: 60, resident: 129))
+        #expect(mustRelease(mapped: 17, resident: 200))
+        // Without a target above the limit, the limit alone counts.
+        #expect(mustRelease(mapped: 17, resident: 20, target: 0))
+        #expect(!mustRelease(mapped: 16, resident: 20, target: 0))
     }
 
     @Test("a release leaves alone another store whose path ends with this one's")
