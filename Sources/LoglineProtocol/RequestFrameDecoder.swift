@@ -312,7 +312,9 @@ public struct RequestFrameDecoder: Sendable {
                 offset = next
             }
             guard length >= 0 else { return .bad("invalid bulk length", lineEnd: offset) }
-            if offset + length + 2 > maximumRequestBytes { return .tooLarge }
+            // Compared without adding to `length` first: a header may say up to about Int.max, and the sum would
+            // overflow and trap.
+            if length > maximumRequestBytes - 2 - offset { return .tooLarge }
             guard bytes.count >= offset + length + 2 else { return .needMoreData }
             guard bytes[offset + length] == UInt8(ascii: "\r"), bytes[offset + length + 1] == UInt8(ascii: "\n") else {
                 // The bulk is not followed by CRLF: drop through the next line end and resynchronise.

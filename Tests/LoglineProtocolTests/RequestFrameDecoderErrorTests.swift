@@ -46,6 +46,19 @@ struct RequestFrameDecoderLimitTests {
         #expect(error.closesConnection)
     }
 
+    @Test("the largest bulk length the header takes, after a first argument, is TOOLARGE and does not trap")
+    func largestBulkLengthLater() throws {
+        // The header parser takes values up to Int.max / 10 - 10 and a digit more; added to where the bulk starts,
+        // such a length overflowed Int and trapped, bringing the server down.
+        let first = String(repeating: "a", count: 100)
+        for length in ["9223372036854775699", "922337203685477579", "9223372036854775"] {
+            var input = byteBuffer("*2\r\n$100\r\n\(first)\r\n$\(length)\r\n")
+            let error = try #require(framingError(RequestFrameDecoder().decode(&input)), "length \(length)")
+            #expect(error.code == .tooLarge)
+            #expect(error.closesConnection)
+        }
+    }
+
     @Test("a huge bulk length that does not overflow is TOOLARGE")
     func hugeBulkLength() throws {
         var input = byteBuffer("*1\r\n$9223372036854775\r\n")
