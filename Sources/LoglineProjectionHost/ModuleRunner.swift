@@ -505,6 +505,12 @@ actor ModuleRunner {
                     // are deterministic): its retries run at once too, so that a flood of events a module cannot
                     // use costs it no time asleep. Only a failure that changes waits, with doubling backoff.
                     if attempt < policy.attempts, previousFailure == nil || previousFailure == failure {
+                        // Without a wait there is no suspension point: a module with many attempts would hold up
+                        // stopping.
+                        if Task.isCancelled {
+                            outcome.interrupted = true
+                            return outcome
+                        }
                         continue
                     }
                     if attempt < policy.attempts {
@@ -965,6 +971,10 @@ actor ModuleRunner {
             return .failure(.notFound("no parked event at position \(position) for \(name)"))
         }
         var outcome = await process([event], generation: handle.generation, mayEmit: true)
+        if outcome.interrupted {
+            // Stopping while the event waited between attempts: it was not processed, and stays parked.
+            return .failure(.unavailable("the server is stopping; position \(position) stays parked"))
+        }
         if let failure = outcome.storageFailure { return .failure(.internal(failure)) }
         guard outcome.parked.isEmpty, outcome.stoppedBefore == nil else {
             let error = outcome.failures.last ?? "failed again"

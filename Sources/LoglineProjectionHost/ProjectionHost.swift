@@ -27,8 +27,9 @@ public final class ProjectionHost: Service, Sendable {
         /// How long a query with `AT` waits for its view before `-TIMEOUT`.
         public var readYourWritesTimeout: Duration = .seconds(5)
         /// The wait before the second retry of an event whose module failed differently on its first two attempts;
-        /// it doubles for each retry after that. An event that fails the same way twice is retried at once: modules
-        /// are deterministic, so such a failure is the event's own, and waiting would only hold the module back.
+        /// it doubles with each wait after that. The first retry runs at once, and so does a retry after an attempt
+        /// that failed the same way as the one before it: modules are deterministic, so such a failure is the
+        /// event's own, and waiting would only hold the module back.
         public var retryBackoff: Duration = .milliseconds(20)
 
         /// The defaults.

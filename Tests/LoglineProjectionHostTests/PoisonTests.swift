@@ -139,7 +139,7 @@ struct PoisonTests {
         try await withFreshLog { log, _ in
             let projector = FlakyProjector()
             var configuration = hostConfiguration()
-            configuration.retryBackoff = .milliseconds(30)
+            configuration.retryBackoff = .milliseconds(200)
             let host = try ProjectionHost(
                 log: log, modules: [projector], configuration: configuration, logger: testLogger)
             let head = try await log.appendAll([added("a1")])
@@ -151,8 +151,39 @@ struct PoisonTests {
                 try #require(instants.count == 3)
                 // The second attempt follows the first at once; the third waits out the backoff, because the
                 // second failed differently from the first.
-                #expect(instants[2] - instants[1] >= .milliseconds(30))
+                #expect(instants[1] - instants[0] < .milliseconds(200))
+                #expect(instants[2] - instants[1] >= .milliseconds(200))
             }
+        }
+    }
+
+    @Test("a RETRY cut short by stopping, while it waits between attempts, leaves the event parked")
+    func retryInterruptedByStopping() async throws {
+        try await withFreshLog { log, _ in
+            let projector = PoisonProjector(
+                name: "interrupted", view: "interrupted-seen", failurePolicy: .park(attempts: 3))
+            var configuration = hostConfiguration()
+            configuration.retryBackoff = .seconds(3600)
+            let host = try ProjectionHost(
+                log: log, modules: [projector], configuration: configuration, logger: testLogger)
+            let position = try await log.appendAll([poison("p1")])
+            let retry = try await running(host) {
+                // Parked at once: the same failure three times.
+                try await host.waitForView("interrupted-seen", at: position)
+                #expect(try Self.parked(host, "interrupted").count == 1)
+                // The RETRY fails differently on its first two attempts, so it waits before its third; the host
+                // stops meanwhile.
+                projector.varyingErrors.value = true
+                let retry = Task { await hostError { try await host.retry(module: "interrupted", position: position) } }
+                try #require(await eventually { projector.poisonAttempts.value[position] == 5 })
+                return retry
+            }
+            #expect(await retry.value?.code == .unavailable)
+            #expect(projector.poisonAttempts.value[position] == 5)
+            let records = try Self.parked(host, "interrupted")
+            #expect(records.count == 1)
+            #expect(records.first?["position"]?.int64Value == Int64(position))
+            #expect(records.first?["attempts"] == 3)
         }
     }
 

@@ -69,6 +69,8 @@ struct PoisonProjector: Projector {
     var failurePolicy: FailurePolicy
     /// When `true`, poison events are applied like any other.
     let healed: Locked<Bool>
+    /// When `true`, each failure names its attempt, so that it changes from one attempt to the next.
+    let varyingErrors = Locked(false)
     /// How many times `apply` saw each poison event.
     let poisonAttempts: Locked<[LogPosition: Int]>
 
@@ -87,8 +89,13 @@ struct PoisonProjector: Projector {
         guard let key = event.data["key"]?.stringValue else { throw TestModuleError(description: "no key") }
         if event.eventType == "poison" {
             let position = event.position
-            poisonAttempts.withLock { $0[position, default: 0] += 1 }
-            if !healed.value { throw TestModuleError(description: "poisoned by \(key)") }
+            let attempt = poisonAttempts.withLock { attempts in
+                attempts[position, default: 0] += 1
+                return attempts[position]!
+            }
+            if !healed.value {
+                throw TestModuleError(description: "poisoned by \(key)" + (varyingErrors.value ? " (\(attempt))" : ""))
+            }
         }
         try views.put(
             view, key: key,
