@@ -50,7 +50,8 @@ extension RequestFrame {
             word = line.getSlice(at: start, length: end - start)
         }
         guard let word else { return nil }
-        return String(decoding: word.readableBytesView.prefix(32), as: UTF8.self).uppercased()
+        // Upper-cased as the parser does (ASCII letters only), so that both read the same verb.
+        return word.withUnsafeReadableBytes { ArgumentReader.keyword(UnsafeRawBufferPointer(rebasing: $0.prefix(32))) }
     }
 
     /// Whether the request may be sent before authentication, judged from its verb alone, so that a server can

@@ -47,7 +47,7 @@ public struct RequestParser: Sendable {
             let key = try documentKey(&arguments, usage: usage)
             var command = GetCommand(view: view, key: key, atPosition: nil)
             while let optionBytes = arguments.nextWord() {
-                let option = String(decoding: optionBytes, as: UTF8.self).uppercased()
+                let option = ArgumentReader.keyword(optionBytes)
                 guard option == "AT" else {
                     throw RequestError(.badRequest, "unexpected '\(option.prefix(32))'; usage: \(usage)")
                 }
@@ -75,7 +75,7 @@ public struct RequestParser: Sendable {
         case "SUBSCRIBE":
             var command = SubscribeCommand(start: .now, eventTypes: [])
             while let optionBytes = arguments.nextWord() {
-                let option = String(decoding: optionBytes, as: UTF8.self).uppercased()
+                let option = ArgumentReader.keyword(optionBytes)
                 switch option {
                 case "FROM": command.start = try start(&arguments)
                 case "TYPE":
@@ -103,7 +103,7 @@ public struct RequestParser: Sendable {
             let consumer = try name(&arguments, field: "consumer", usage: usage)
             var command = FetchCommand(group: group, consumer: consumer, count: 10, blockMilliseconds: nil)
             while let optionBytes = arguments.nextWord() {
-                let option = String(decoding: optionBytes, as: UTF8.self).uppercased()
+                let option = ArgumentReader.keyword(optionBytes)
                 switch option {
                 case "COUNT":
                     let count = try number(&arguments, after: "COUNT")
@@ -158,7 +158,7 @@ public struct RequestParser: Sendable {
         case "COMMAND":
             return .redisCompatibility(.command)
         case "CONFIG":
-            guard arguments.nextWord().map({ String(decoding: $0, as: UTF8.self).uppercased() }) == "GET" else {
+            guard arguments.nextKeyword() == "GET" else {
                 throw RequestError(.badRequest, "CONFIG supports only GET")
             }
             let parameter = arguments.nextWord().map { String(decoding: $0, as: UTF8.self).lowercased() } ?? ""
@@ -183,7 +183,7 @@ public struct RequestParser: Sendable {
         var expected = ExpectedVersion.any
         var eventID: EventID?
         var metadata: [UInt8]?
-        options: while let option = arguments.peekWord().map({ String(decoding: $0, as: UTF8.self).uppercased() }) {
+        options: while let option = arguments.peekWord().map(ArgumentReader.keyword) {
             switch option {
             case "EXPECT":
                 arguments.skipWord()
@@ -211,7 +211,7 @@ public struct RequestParser: Sendable {
         let usage = "APPENDMANY <aggregate_type> <aggregate_id> [EXPECT n|ANY|NONE] <json array of events>"
         let stream = try streamName(&arguments, usage: usage)
         var expected = ExpectedVersion.any
-        if let option = arguments.peekWord(), String(decoding: option, as: UTF8.self).uppercased() == "EXPECT" {
+        if let option = arguments.peekWord(), ArgumentReader.keyword(option) == "EXPECT" {
             arguments.skipWord()
             expected = try expectedVersion(&arguments)
         }
@@ -286,7 +286,7 @@ public struct RequestParser: Sendable {
         let stream = try streamName(&arguments, usage: usage)
         var command = ReadCommand(stream: stream, fromVersion: 1, count: Self.defaultCount)
         while let optionBytes = arguments.nextWord() {
-            let option = String(decoding: optionBytes, as: UTF8.self).uppercased()
+            let option = ArgumentReader.keyword(optionBytes)
             switch option {
             case "FROM": command.fromVersion = try number(&arguments, after: "FROM")
             case "COUNT": command.count = try count(&arguments)
@@ -300,7 +300,7 @@ public struct RequestParser: Sendable {
         let usage = "READALL [FROM <position>] [COUNT <n>] [TYPE <event_type>]..."
         var command = ReadAllCommand(fromPosition: 1, count: Self.defaultCount, eventTypes: [])
         while let optionBytes = arguments.nextWord() {
-            let option = String(decoding: optionBytes, as: UTF8.self).uppercased()
+            let option = ArgumentReader.keyword(optionBytes)
             switch option {
             case "FROM": command.fromPosition = try number(&arguments, after: "FROM")
             case "COUNT": command.count = try count(&arguments)
@@ -322,7 +322,7 @@ public struct RequestParser: Sendable {
         var command = QueryCommand(
             view: view, filter: nil, limit: Self.defaultQueryLimit, afterKey: nil, atPosition: nil)
         while let optionBytes = arguments.nextWord() {
-            let option = String(decoding: optionBytes, as: UTF8.self).uppercased()
+            let option = ArgumentReader.keyword(optionBytes)
             switch option {
             case "WHERE":
                 guard let field = arguments.nextWord(), !field.isEmpty, field.count <= 64,
@@ -348,7 +348,7 @@ public struct RequestParser: Sendable {
         let usage =
             "GROUP CREATE <group> [FROM <position>|NOW] [TYPE <t>]... [ACKWAIT <ms>] [MAXINFLIGHT <n>] [MAXDELIVER <n>]"
             + " | GROUP DELETE <group>"
-        guard let subcommand = arguments.nextWord().map({ String(decoding: $0, as: UTF8.self).uppercased() }) else {
+        guard let subcommand = arguments.nextKeyword() else {
             throw RequestError(.badRequest, "usage: \(usage)")
         }
         let group = try name(&arguments, field: "group", usage: usage)
@@ -360,7 +360,7 @@ public struct RequestParser: Sendable {
             var command = GroupCreateCommand(
                 group: group, start: nil, eventTypes: [], ackWaitMilliseconds: nil, maxInFlight: nil, maxDeliver: nil)
             while let optionBytes = arguments.nextWord() {
-                let option = String(decoding: optionBytes, as: UTF8.self).uppercased()
+                let option = ArgumentReader.keyword(optionBytes)
                 switch option {
                 case "FROM": command.start = try start(&arguments)
                 case "TYPE": command.eventTypes.append(try name(&arguments, field: "event_type", usage: usage))
@@ -378,7 +378,7 @@ public struct RequestParser: Sendable {
 
     private func start(_ arguments: inout ArgumentReader) throws(RequestError) -> StartPosition {
         guard let bytes = arguments.nextWord() else { throw RequestError(.badRequest, "FROM needs a position or NOW") }
-        if String(decoding: bytes, as: UTF8.self).uppercased() == "NOW" { return .now }
+        if ArgumentReader.keyword(bytes) == "NOW" { return .now }
         guard let position = Self.parseUnsigned(bytes) else {
             throw RequestError(.badRequest, "FROM needs a position or NOW")
         }
@@ -429,7 +429,7 @@ public struct RequestParser: Sendable {
         guard let bytes = arguments.nextWord() else {
             throw RequestError(.badRequest, "EXPECT needs a version, ANY or NONE")
         }
-        let text = String(decoding: bytes, as: UTF8.self).uppercased()
+        let text = ArgumentReader.keyword(bytes)
         switch text {
         case "ANY": return .any
         case "NONE": return .noStream
@@ -582,16 +582,25 @@ struct ArgumentReader {
         return try word?.get()
     }
 
-    /// The next word (or RESP argument) as a keyword: a verb or an option, its ASCII letters in upper case.
+    /// The next word (or RESP argument) as a keyword (``keyword(_:)-(UnsafeRawBufferPointer)``).
     mutating func nextKeyword() -> String? {
-        withNextWord { bytes in
-            String(unsafeUninitializedCapacity: bytes.count) { keyword in
-                for (index, byte) in bytes.enumerated() {
-                    keyword[index] = byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z") ? byte - 32 : byte
-                }
-                return bytes.count
+        withNextWord { Self.keyword($0) }
+    }
+
+    /// A verb or an option as compared: its ASCII letters in upper case, its other bytes as they are. Verbs and
+    /// options are ASCII; any other byte makes the word unknown, and is echoed as it came in the error.
+    static func keyword(_ bytes: UnsafeRawBufferPointer) -> String {
+        String(unsafeUninitializedCapacity: bytes.count) { keyword in
+            for (index, byte) in bytes.enumerated() {
+                keyword[index] = byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z") ? byte - 32 : byte
             }
+            return bytes.count
         }
+    }
+
+    /// ``keyword(_:)-(UnsafeRawBufferPointer)`` of a word already copied out.
+    static func keyword(_ bytes: [UInt8]) -> String {
+        bytes.withUnsafeBytes { keyword($0) }
     }
 
     /// Consumes the next word.

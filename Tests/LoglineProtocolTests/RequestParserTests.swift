@@ -78,6 +78,23 @@ struct RequestParserSimpleVerbTests {
         #expect(parsed(inlineFrame(verb)) == .ping(message: nil))
     }
 
+    @Test("verbs and options take ASCII letters in any case, and nothing else for them")
+    func keywordsAreASCII() throws {
+        #expect(
+            parsed(inlineFrame("read order o1 from 2 Count 3")) == parsed(inlineFrame("READ order o1 FROM 2 COUNT 3")))
+        // A dotless ı or a long ſ is not an I or an S, in a verb or in an option.
+        expectFailure(respFrame("pıng"), .badRequest)
+        expectFailure(respFrame("ſubmit", "create-order", "{}"), .badRequest)
+        #expect(parsed(inlineFrame("QUERY orders limit 5")) == parsed(inlineFrame("QUERY orders LIMIT 5")))
+        expectFailure(inlineFrame("QUERY orders lımıt 5"), .badRequest)
+        // An unknown verb is echoed as it came, its ASCII letters in upper case.
+        let error = try #require(parseError(respFrame("été"), RequestParser()))
+        #expect(error.message.contains("'éTé'"))
+        // The verb a frame shows, for the checks before parsing, is read the same way.
+        #expect(RequestFrame.inline(byteBuffer("  aUtH secret")).verb == "AUTH")
+        #expect(respFrame("pıng").verb == "PıNG")
+    }
+
     @Test("INFO, with or without a section")
     func info() {
         for frame in [respFrame("INFO"), respFrame("info", "server"), inlineFrame("INFO"), inlineFrame("Info all")] {
