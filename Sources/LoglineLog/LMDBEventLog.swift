@@ -121,9 +121,8 @@ public final class LMDBEventLog: EventLog {
     private let random = Mutex(BufferedSystemRandom())
     /// Signalled at close: the thread that hands the store's mapped pages back to the page cache stops.
     private let trimmerStop = DispatchSemaphore(value: 0)
-    /// The shared part of the resident set when the log opened (the program's code and libraries), and the limit
-    /// above it; `nil` when pages are left to the kernel.
-    /// The shared resident bytes when the log opened, the resident set's target, and the map's own limit.
+    /// The shared part of the resident set when the log opened (the program's code and libraries), the resident
+    /// set's target, and the mapped pages' own limit above that baseline; `nil` when pages are left to the kernel.
     private let mapResidency: (baseline: Int, target: Int, limit: Int)?
     /// When the writer last looked at the resident set, in nanoseconds of the continuous clock.
     private let lastResidencyCheck = Atomic<Int64>(0)
