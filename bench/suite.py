@@ -11,7 +11,8 @@ Sections (all by default; pick some with --only):
   nats     JetStream publish with many acks in flight, and one at a time, against Logline APPEND, both driven by
            the same Python asyncio harness (nats-py for NATS, a minimal pipelined RESP client for Logline)
   read     GET of an order document against Redis GET of the same JSON; QUERY by index; the saga's latency
-  rebuild  a log of 1,000,000 order events: import, the orders projector's first catch-up, then REBUILD orders
+  rebuild  a log of 1,000,000 order events: import, then three runs on copies of the store, each timing the
+           orders projector's first catch-up and a REBUILD orders (the median shown, the target held in each)
 
 Shared machines are noisy: compare the ratios within one run, not the figures across runs.
 """
@@ -22,6 +23,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -835,38 +837,59 @@ def section_rebuild(args, servers, rows, notes):
     rows.append(Row(f"import {events:,} events into a stopped store (`logline import --data`, 2,000 per commit)",
                     events / imported, peer="none"))
 
-    log("rebuild: serve --modules orders, first catch-up")
-    began = time.perf_counter()
-    logline, port = servers.logline("rebuild-logline-serve", "orders", data=data)
-    conn = Connection(port)
-    head = json.loads(conn.call("INFO"))["last_position"]
-    if head != events:
-        raise RuntimeError(f"the store holds {head} events, expected {events}")
-    wait_caught_up(conn, "orders", head)
-    first = time.perf_counter() - began
-    rows.append(Row(f"orders projector's first catch-up over {events:,} events (from the server's start)",
-                    events / first, peer="none"))
+    # Each run starts a server on its own copy of the imported store, so that every run rebuilds the same store
+    # (a REBUILD leaves the old generation for a cleanup that would slow the next one) and the figures can be
+    # compared: the machine is noisy, and one run said little about whether the target holds.
+    catch_ups, rebuilds, peaks = [], [], []
+    for run in range(args.rebuilds):
+        copy = os.path.join(servers.work, f"rebuild-logline-{run + 1}")
+        shutil.copytree(data, copy)
+        log(f"rebuild: run {run + 1} of {args.rebuilds}: serve --modules orders, first catch-up")
+        began = time.perf_counter()
+        logline, port = servers.logline(f"rebuild-logline-serve-{run + 1}", "orders", data=copy)
+        conn = Connection(port)
+        head = json.loads(conn.call("INFO"))["last_position"]
+        if head != events:
+            raise RuntimeError(f"the store holds {head} events, expected {events}")
+        wait_caught_up(conn, "orders", head)
+        catch_ups.append(events / (time.perf_counter() - began))
 
-    log("rebuild: REBUILD orders")
-    began = time.perf_counter()
-    reply = conn.call("REBUILD", "orders")
-    if not reply.startswith("rebuilding into generation"):
-        raise RuntimeError(f"REBUILD orders answered {reply}")
-    wait_caught_up(conn, "orders", head)
-    rebuilt = time.perf_counter() - began
-    count = next(json.loads(v) for v in conn.call("VIEWS") if json.loads(v)["name"] == "orders")["documents"]
-    conn.close()
-    peak, anon, file_backed = memory_mb(logline.pid)
-    rows.append(Row(f"REBUILD orders over {events:,} events ({rebuilt:.1f} s, {count:,} documents)",
-                    events / rebuilt, peer="none", target=">= 300,000 events/s", met=events / rebuilt >= 300_000,
-                    rss=peak))
-    rows[-2].rss = peak
+        log(f"rebuild: run {run + 1} of {args.rebuilds}: REBUILD orders")
+        began = time.perf_counter()
+        reply = conn.call("REBUILD", "orders")
+        if not reply.startswith("rebuilding into generation"):
+            raise RuntimeError(f"REBUILD orders answered {reply}")
+        wait_caught_up(conn, "orders", head)
+        rebuilds.append(events / (time.perf_counter() - began))
+        count = next(json.loads(v) for v in conn.call("VIEWS") if json.loads(v)["name"] == "orders")["documents"]
+        conn.close()
+        peak, anon, file_backed = memory_mb(logline.pid)
+        peaks.append(peak)
+        logline.terminate()
+        logline.wait(timeout=60)
+        shutil.rmtree(copy)
+
+    def spread(rates):
+        if len(rates) == 1:
+            return ""
+        return f"; median of {len(rates)} runs, slowest {min(rates):,.0f}, fastest {max(rates):,.0f}"
+
+    peak = max(peaks)
+    rows.append(Row(f"orders projector's first catch-up over {events:,} events (from the server's start"
+                    f"{spread(catch_ups)})", statistics.median(catch_ups), peer="none", rss=peak))
+    median = statistics.median(rebuilds)
+    # The target is judged on the slowest run: a rebuild that reaches it only in some runs does not meet it.
+    rows.append(Row(f"REBUILD orders over {events:,} events ({events / median:.1f} s, {count:,} documents"
+                    f"{spread(rebuilds)})", median, peer="none", target=">= 300,000 events/s in every run",
+                    met=min(rebuilds) >= 300_000, rss=peak))
     notes.append(
         f"Rebuild: {events:,} events of the order saga generated as JSON Lines of envelopes ({size_mb:.0f} MB in "
-        f"{generated:.1f} s; see generate_orders_log), imported with `logline import --data` in {imported:.1f} s, "
-        f"then served with --modules orders. The first catch-up is timed from the server's start; REBUILD orders "
-        f"(`{reply}`) until PROJECTIONS shows it running again without rebuild_position. Peak RSS {peak:.0f} MB "
-        f"counts the LMDB file's pages mapped into the server (at the end: {anon:.0f} MB anonymous, "
+        f"{generated:.1f} s; see generate_orders_log), imported with `logline import --data` in {imported:.1f} s. "
+        f"Then {args.rebuilds} run(s), each on its own copy of the imported store: served with --modules orders, the "
+        f"first catch-up timed from the server's start, then REBUILD orders (`{reply}`) until PROJECTIONS shows it "
+        f"running again without rebuild_position. The rows show the median; the target must hold in every run. "
+        f"Peak RSS {peak:.0f} MB (the largest of the runs: {', '.join(f'{p:.0f}' for p in peaks)} MB) counts the "
+        f"LMDB file's pages mapped into the server (at the end of the last run: {anon:.0f} MB anonymous, "
         f"{file_backed:.0f} MB file-backed).")
 
 
@@ -889,11 +912,16 @@ def main():
     parser.add_argument("--saga-connections", type=int, default=8,
                         help="connections that submit orders, round robin (a connection runs one SUBMIT at a time)")
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the log for the rebuild")
+    parser.add_argument("--rebuilds", type=int, default=3,
+                        help="rebuild runs, each on a fresh copy of the imported store (the median is shown, and "
+                             "the target must hold in every run)")
     args = parser.parse_args()
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    if args.rebuilds < 1:
+        parser.error("--rebuilds must be at least 1")
     args.logline = os.path.abspath(args.logline)
     if not os.access(args.logline, os.X_OK):
         parser.error(f"no logline binary at {args.logline}")
