@@ -46,8 +46,7 @@ public struct RequestParser: Sendable {
             let view = try name(&arguments, field: "view", usage: usage)
             let key = try documentKey(&arguments, usage: usage)
             var command = GetCommand(view: view, key: key, atPosition: nil)
-            while let optionBytes = arguments.nextWord() {
-                let option = ArgumentReader.keyword(optionBytes)
+            while let option = arguments.nextKeyword() {
                 guard option == "AT" else {
                     throw RequestError(.badRequest, "unexpected '\(option.prefix(32))'; usage: \(usage)")
                 }
@@ -74,8 +73,7 @@ public struct RequestParser: Sendable {
                 ? .retry(module: module, position: position) : .skip(module: module, position: position)
         case "SUBSCRIBE":
             var command = SubscribeCommand(start: .now, eventTypes: [])
-            while let optionBytes = arguments.nextWord() {
-                let option = ArgumentReader.keyword(optionBytes)
+            while let option = arguments.nextKeyword() {
                 switch option {
                 case "FROM": command.start = try start(&arguments)
                 case "TYPE":
@@ -102,8 +100,7 @@ public struct RequestParser: Sendable {
             let group = try name(&arguments, field: "group", usage: usage)
             let consumer = try name(&arguments, field: "consumer", usage: usage)
             var command = FetchCommand(group: group, consumer: consumer, count: 10, blockMilliseconds: nil)
-            while let optionBytes = arguments.nextWord() {
-                let option = ArgumentReader.keyword(optionBytes)
+            while let option = arguments.nextKeyword() {
                 switch option {
                 case "COUNT":
                     let count = try number(&arguments, after: "COUNT")
@@ -285,8 +282,7 @@ public struct RequestParser: Sendable {
         let usage = "READ <aggregate_type> <aggregate_id> [FROM <version>] [COUNT <n>]"
         let stream = try streamName(&arguments, usage: usage)
         var command = ReadCommand(stream: stream, fromVersion: 1, count: Self.defaultCount)
-        while let optionBytes = arguments.nextWord() {
-            let option = ArgumentReader.keyword(optionBytes)
+        while let option = arguments.nextKeyword() {
             switch option {
             case "FROM": command.fromVersion = try number(&arguments, after: "FROM")
             case "COUNT": command.count = try count(&arguments)
@@ -299,8 +295,7 @@ public struct RequestParser: Sendable {
     private func parseReadAll(_ arguments: inout ArgumentReader) throws(RequestError) -> ReadAllCommand {
         let usage = "READALL [FROM <position>] [COUNT <n>] [TYPE <event_type>]..."
         var command = ReadAllCommand(fromPosition: 1, count: Self.defaultCount, eventTypes: [])
-        while let optionBytes = arguments.nextWord() {
-            let option = ArgumentReader.keyword(optionBytes)
+        while let option = arguments.nextKeyword() {
             switch option {
             case "FROM": command.fromPosition = try number(&arguments, after: "FROM")
             case "COUNT": command.count = try count(&arguments)
@@ -321,8 +316,7 @@ public struct RequestParser: Sendable {
         let view = try name(&arguments, field: "view", usage: usage)
         var command = QueryCommand(
             view: view, filter: nil, limit: Self.defaultQueryLimit, afterKey: nil, atPosition: nil)
-        while let optionBytes = arguments.nextWord() {
-            let option = ArgumentReader.keyword(optionBytes)
+        while let option = arguments.nextKeyword() {
             switch option {
             case "WHERE":
                 guard let field = arguments.nextWord(), !field.isEmpty, field.count <= 64,
@@ -359,8 +353,7 @@ public struct RequestParser: Sendable {
         case "CREATE":
             var command = GroupCreateCommand(
                 group: group, start: nil, eventTypes: [], ackWaitMilliseconds: nil, maxInFlight: nil, maxDeliver: nil)
-            while let optionBytes = arguments.nextWord() {
-                let option = ArgumentReader.keyword(optionBytes)
+            while let option = arguments.nextKeyword() {
                 switch option {
                 case "FROM": command.start = try start(&arguments)
                 case "TYPE": command.eventTypes.append(try name(&arguments, field: "event_type", usage: usage))
