@@ -124,6 +124,8 @@ public final class LMDBEventLog: EventLog {
     /// The shared part of the resident set when the log opened (the program's code and libraries), the resident
     /// set's target, and the mapped pages' own limit above that baseline; `nil` when pages are left to the kernel.
     private let mapResidency: (baseline: Int, target: Int, limit: Int)?
+    /// Finished batches of the writer waiting to be freed (``reclaimer``).
+    private let reclaiming = Atomic<Int>(0)
     /// When the writer last looked at the resident set, in nanoseconds of the continuous clock.
     private let lastResidencyCheck = Atomic<Int64>(0)
     private let trimmerFinished = DispatchSemaphore(value: 0)
@@ -708,17 +710,19 @@ public final class LMDBEventLog: EventLog {
         while true {
             wakeup.wait()
             while true {
-                let (batch, closing) = queue.withLock { state -> ([PendingWork], Bool) in
+                let (batch, batchBytes, closing) = queue.withLock { state -> ([PendingWork], Int, Bool) in
                     var count = 0
                     var bytes = 0
+                    var taken = 0
                     for work in state.pending.prefix(configuration.maximumBatchRequests) {
                         bytes += work.byteEstimate
                         guard count == 0 || bytes <= configuration.maximumBatchBytes else { break }
                         count += 1
+                        taken = bytes
                     }
                     let batch = Array(state.pending.prefix(count))
                     state.pending.removeFirst(count)
-                    return (batch, state.closing)
+                    return (batch, taken, state.closing)
                 }
                 if batch.isEmpty {
                     if closing {
@@ -730,13 +734,34 @@ public final class LMDBEventLog: EventLog {
                 commit(batch)
                 // Freed elsewhere: a batch of pipelined appends is thousands of requests, each with its own data,
                 // and the writer, the limit of pipelined appends, spent about a tenth of its time freeing them.
-                Self.reclaimer.async { withExtendedLifetime(batch) {} }
+                // Only batches of a megabyte or less, and at most two of them waiting, so that memory stays bounded
+                // when the other thread gets no core: a rebuild's batches, megabytes each, are freed here.
+                if batchBytes <= Self.reclaimedBatchBytes, reclaiming.load(ordering: .relaxed) < 2 {
+                    reclaiming.add(1, ordering: .relaxed)
+                    let finished = FinishedBatch(batch)
+                    Self.reclaimer.async { [self] in
+                        finished.work = []
+                        reclaiming.subtract(1, ordering: .relaxed)
+                    }
+                }
             }
         }
     }
 
     /// Where the writer's finished batches are freed.
     private static let reclaimer = DispatchQueue(label: "logline-reclaim")
+    /// The largest batch (``PendingWork/byteEstimate``) freed by ``reclaimer`` rather than the writer.
+    private static let reclaimedBatchBytes = 1 << 20
+
+    /// A finished batch on its way to ``reclaimer``, which drops it.
+    private final class FinishedBatch: @unchecked Sendable {
+        /// Only the reclaimer touches it once the writer has handed it over.
+        var work: [PendingWork]
+
+        init(_ work: [PendingWork]) {
+            self.work = work
+        }
+    }
 
     private struct BatchOutcome {
         var results: [WorkOutcome]
