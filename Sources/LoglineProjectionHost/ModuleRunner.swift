@@ -250,7 +250,13 @@ actor ModuleRunner {
                 await runOperations()
                 worked = true
             }
-            if state == .running, log.headPosition > checkpoint.position {
+            if state == .running, case .projector = module,
+                eventsBehind(checkpoint.position) >= UInt64(rebuildBatchSize)
+            {
+                // Far behind (catching up after a start, say): batches commit while the next ones are processed.
+                _ = await runBurst(.catchUp)
+                worked = true
+            } else if state == .running, log.headPosition > checkpoint.position {
                 if case .projector = module, let last = lastLiveCommit,
                     log.headPosition - checkpoint.position < UInt64(batchSize),
                     ContinuousClock.now < last + Self.projectorCommitInterval
@@ -270,6 +276,13 @@ actor ModuleRunner {
         for (_, continuation) in operations { continuation.resume(returning: .failure(.unavailable("stopping"))) }
         operations.removeAll()
         state = .stopped
+    }
+
+    /// How far the log's head is past `position`; 0 when it is not. A batch can reach past the head the log has
+    /// published: its commit is visible to readers a moment before the head moves.
+    private func eventsBehind(_ position: LogPosition) -> UInt64 {
+        let head = log.headPosition
+        return head > position ? head - position : 0
     }
 
     /// Reads the module's state again from the tables (after its checkpoint moved unexpectedly).
@@ -300,7 +313,7 @@ actor ModuleRunner {
         let started = ContinuousClock.now
         let batch: EventBatch
         do {
-            batch = try log.readBatch(after: checkpoint.position, limit: liveBatchLimit, eventTypes: handledEventTypes)
+            batch = try log.readBatch(after: checkpoint.position, limit: batchSize, eventTypes: handledEventTypes)
         } catch {
             await storageTrouble("read failed: \(error)")
             return true
@@ -338,35 +351,38 @@ actor ModuleRunner {
             ])
         switch await commit(unit, sources: outcome.appendSources) {
         case .committed:
-            lastLiveCommit = started
-            checkpoint = newCheckpoint
-            checkpointBytes = newCheckpoint.bytes
-            if !outcome.parked.isEmpty { parkedCount += outcome.parked.count }
             poisoned.removeAll()
-            if let error = outcome.failures.last { lastError = error }
-            if let position = outcome.stoppedBefore {
-                state = .faulted
-                logger.error(
-                    "module stopped before a failing event; RETRY or SKIP it",
-                    metadata: ["position": "\(position)", "error": "\(outcome.failures.last ?? "")"])
-            }
-            metrics.processed.increment(by: outcome.processed)
-            metrics.batchDuration.record(duration: ContinuousClock.now - started)
-            publishCheckpoint()
-            logParked(outcome.parked)
+            recordLiveCommit(
+                checkpoint: newCheckpoint, processed: outcome.processed, parked: outcome.parked,
+                failure: outcome.failures.last, stoppedBefore: outcome.stoppedBefore, started: started)
         case .retry:
             break
         }
         return true
     }
 
-    /// How many events a live batch reads: ``batchSize``, or for a projector far behind the log (catching up after
-    /// a start, say), as many as a rebuild batch, so that it commits a few times a second rather than hundreds.
-    private var liveBatchLimit: Int {
-        guard case .projector = module, log.headPosition - checkpoint.position >= UInt64(rebuildBatchSize) else {
-            return batchSize
+    /// Records a committed batch of the live views: the checkpoint it stored, what it parked, its last error, and
+    /// the fault when it stopped before a failing event; then publishes the checkpoint.
+    private func recordLiveCommit(
+        checkpoint newCheckpoint: ViewStorage.Checkpoint, processed: UInt64,
+        parked: [(event: RecordedEvent, error: String, attempts: Int)], failure: String?,
+        stoppedBefore: LogPosition?, started: ContinuousClock.Instant
+    ) {
+        lastLiveCommit = started
+        checkpoint = newCheckpoint
+        checkpointBytes = newCheckpoint.bytes
+        if !parked.isEmpty { parkedCount += parked.count }
+        if let failure { lastError = failure }
+        if let position = stoppedBefore {
+            state = .faulted
+            logger.error(
+                "module stopped before a failing event; RETRY or SKIP it",
+                metadata: ["position": "\(position)", "error": "\(failure ?? "")"])
         }
-        return rebuildBatchSize
+        metrics.processed.increment(by: processed)
+        metrics.batchDuration.record(duration: ContinuousClock.now - started)
+        publishCheckpoint()
+        logParked(parked)
     }
 
     /// One warning line for the events a batch parked: how many, and the first of them with its error.
@@ -669,102 +685,138 @@ actor ModuleRunner {
     /// The most rebuild batches one call of ``rebuildBatch()`` runs before the loop gets its turn again.
     private static let rebuildBurst = 32
 
-    /// A rebuild batch whose commit is in flight.
-    private struct RebuildCommit {
+    /// What a burst of pipelined batches fills: the shadow copy of a rebuild, or the live views of a projector far
+    /// behind the log (catching up after a start, say).
+    private enum BurstKind {
+        case rebuild
+        case catchUp
+    }
+
+    /// A batch of a burst whose commit is in flight.
+    private struct BurstCommit {
         let commit: PendingCommit
+        /// Where the batch leaves the rebuild, or the live checkpoint, once committed.
         let next: RebuildProgress
         let stoppedBefore: LogPosition?
         let failure: String?
+        /// For a batch of the live views: what the host records once it has committed.
+        let processed: UInt64
+        let parked: [(event: RecordedEvent, error: String, attempts: Int)]
+        let started: ContinuousClock.Instant
     }
 
-    /// Runs rebuild batches, each committing while the next ones are read and processed: processing and the log's
-    /// writer overlap. Up to ``rebuildDepth`` commits are in flight, and each batch's commit is conditional on the
-    /// rebuild progress the batch before it writes, so a batch can only commit after the one before it has; when
-    /// one fails, those after it fail their condition and change nothing.
-    ///
-    /// The burst ends when an operation is requested, live events wait, the host stops, the rebuild catches up
-    /// or stops, or after ``rebuildBurst`` batches; every commit is settled before it returns. A batch processed
-    /// while such work came up is dropped rather than committed, so that the work waits for no more than the
-    /// commits in flight.
+    /// Runs rebuild batches (``runBurst(_:)``) and swaps the rebuilt views in once they reach the live ones.
     /// - Returns: Whether there was work.
     private func rebuildBatch() async -> Bool {
-        guard var progress = rebuild else { return false }
-        // Oldest first, each with the views it writes: the batches after it read them instead of the store.
-        var inFlight: [(commit: RebuildCommit, views: PendingViews)] = []
-        var caughtUp = false
-        for _ in 0..<Self.rebuildBurst {
-            let batch: EventBatch
-            do {
-                batch = try log.readBatch(
-                    after: progress.checkpoint.position, limit: rebuildBatchSize, eventTypes: handledEventTypes)
-            } catch {
-                return await stopBurst(
-                    settling: inFlight.map(\.commit), storageTrouble: "rebuild read failed: \(error)")
-            }
-            if batch.scannedThrough <= progress.checkpoint.position {
-                caughtUp = true
-                break
-            }
-            // What the rebuild parks becomes the module's parked list when the rebuild is swapped in.
-            var outcome = await process(
-                batch.events, generation: progress.generation, mayEmit: false, after: inFlight.map(\.views),
-                parkingIn: ViewStorage.rebuildParkedTable(name))
-            if outcome.interrupted { break }
-            if let failure = outcome.storageFailure {
-                return await stopBurst(settling: inFlight.map(\.commit), storageTrouble: failure)
-            }
-            let next = RebuildProgress(
-                generation: progress.generation,
-                checkpoint: ViewStorage.Checkpoint(
-                    position: outcome.stoppedBefore.map { $0 - 1 } ?? batch.scannedThrough,
-                    processed: progress.checkpoint.processed + outcome.processed))
-            outcome.writes.append(
-                StateWrite(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), value: next.bytes))
-            let conditions = [
-                StateCondition(table: ViewStorage.rebuildTable, key: ViewStorage.bytes(name), expected: progress.bytes)
-            ]
-            if inFlight.count == Self.rebuildDepth {
-                guard await settle(inFlight.removeFirst().commit) else {
-                    await drain(inFlight.map(\.commit))
-                    return true
-                }
-                // Whatever came up meanwhile goes first; the batch is read and processed again next time.
-                if mustYield { break }
-            }
-            // The documents are encoded on the encoder's thread while this one processes the next batch.
-            let (viewWrites, otherWrites) = (outcome.viewWrites, outcome.writes)
-            let commit = RebuildCommit(
-                commit: PendingCommit(log: log, buildingOn: rebuildEncoder) {
-                    var writes = viewWrites.encoded()
-                    writes += otherWrites
-                    return CommitUnit(writes: writes, conditions: conditions)
-                },
-                next: next, stoppedBefore: outcome.stoppedBefore, failure: outcome.failures.last)
-            inFlight.append((commit, outcome.views))
-            progress = next
-            if outcome.stoppedBefore != nil || mustYield { break }
-        }
-        guard await settleInOrder(inFlight.map(\.commit)) else { return true }
+        guard rebuild != nil else { return false }
+        guard let caughtUp = await runBurst(.rebuild) else { return true }
         guard caughtUp, let progress = rebuild else { return true }
         // Caught up with the log. Swap once the live views are not ahead of the shadow copy.
         if progress.checkpoint.position >= checkpoint.position { await swap(progress) }
         return progress.checkpoint.position >= checkpoint.position
     }
 
-    /// Ends a rebuild burst on a storage failure: settles the commits in flight, then waits as
-    /// ``storageTrouble(_:)`` does. The loop runs the rebuild again from its progress.
-    /// - Returns: `true`: there was work.
-    private func stopBurst(settling inFlight: [RebuildCommit], storageTrouble message: String) async -> Bool {
-        _ = await settleInOrder(inFlight)
+    /// Runs batches, each committing while the next ones are read and processed: processing and the log's writer
+    /// overlap. Up to ``rebuildDepth`` commits are in flight, and each batch's commit is conditional on the
+    /// progress (a rebuild's) or checkpoint (the live views') the batch before it writes, so a batch can only
+    /// commit after the one before it has; when one fails, those after it fail their condition and change nothing.
+    ///
+    /// The burst ends when an operation is requested, live events wait (for a rebuild), the host stops, the batches
+    /// reach the head (a rebuild) or come within a batch of it (a catch-up), the module stops before a failing
+    /// event, or after ``rebuildBurst`` batches; every commit is settled before it returns. A batch processed while
+    /// such work came up is dropped rather than committed, so that the work waits for no more than the commits in
+    /// flight.
+    /// - Returns: Whether a rebuild reached the head, when every batch committed; `nil` when one did not.
+    private func runBurst(_ kind: BurstKind) async -> Bool? {
+        var progress: RebuildProgress
+        var expected: [UInt8]?
+        switch kind {
+        case .rebuild:
+            guard let rebuild else { return nil }
+            progress = rebuild
+            expected = rebuild.bytes
+        case .catchUp:
+            progress = RebuildProgress(generation: handle.generation, checkpoint: checkpoint)
+            expected = checkpointBytes
+        }
+        // Oldest first, each with the views it writes: the batches after it read them instead of the store.
+        var inFlight: [(commit: BurstCommit, views: PendingViews)] = []
+        var reachedHead = false
+        for _ in 0..<Self.rebuildBurst {
+            if kind == .catchUp && eventsBehind(progress.checkpoint.position) < UInt64(rebuildBatchSize) { break }
+            let started = ContinuousClock.now
+            let batch: EventBatch
+            do {
+                batch = try log.readBatch(
+                    after: progress.checkpoint.position, limit: rebuildBatchSize, eventTypes: handledEventTypes)
+            } catch {
+                return await stopBurst(kind, settling: inFlight.map(\.commit), storageTrouble: "read failed: \(error)")
+            }
+            if batch.scannedThrough <= progress.checkpoint.position {
+                reachedHead = true
+                break
+            }
+            // What a rebuild parks becomes the module's parked list when the rebuild is swapped in.
+            var outcome = await process(
+                batch.events, generation: progress.generation, mayEmit: false, after: inFlight.map(\.views),
+                parkingIn: kind == .rebuild ? ViewStorage.rebuildParkedTable(name) : nil)
+            if outcome.interrupted { break }
+            if let failure = outcome.storageFailure {
+                return await stopBurst(kind, settling: inFlight.map(\.commit), storageTrouble: failure)
+            }
+            let next = RebuildProgress(
+                generation: progress.generation,
+                checkpoint: ViewStorage.Checkpoint(
+                    position: outcome.stoppedBefore.map { $0 - 1 } ?? batch.scannedThrough,
+                    processed: progress.checkpoint.processed + outcome.processed))
+            let (table, nextBytes) =
+                kind == .rebuild
+                ? (ViewStorage.rebuildTable, next.bytes) : (ViewStorage.checkpointTable, next.checkpoint.bytes)
+            outcome.writes.append(StateWrite(table: table, key: ViewStorage.bytes(name), value: nextBytes))
+            let conditions = [StateCondition(table: table, key: ViewStorage.bytes(name), expected: expected)]
+            if inFlight.count == Self.rebuildDepth {
+                guard await settle(inFlight.removeFirst().commit, kind) else {
+                    await drain(inFlight.map(\.commit))
+                    return nil
+                }
+                // Whatever came up meanwhile goes first; the batch is read and processed again next time.
+                if mustYield(kind) { break }
+            }
+            // The documents are encoded on the encoder's thread while this one processes the next batch.
+            let (viewWrites, otherWrites) = (outcome.viewWrites, outcome.writes)
+            let commit = BurstCommit(
+                commit: PendingCommit(log: log, buildingOn: rebuildEncoder) {
+                    var writes = viewWrites.encoded()
+                    writes += otherWrites
+                    return CommitUnit(writes: writes, conditions: conditions)
+                },
+                next: next, stoppedBefore: outcome.stoppedBefore, failure: outcome.failures.last,
+                processed: outcome.processed, parked: outcome.parked, started: started)
+            inFlight.append((commit, outcome.views))
+            progress = next
+            expected = nextBytes
+            if outcome.stoppedBefore != nil || mustYield(kind) { break }
+        }
+        guard await settleInOrder(inFlight.map(\.commit), kind) else { return nil }
+        return reachedHead
+    }
+
+    /// Ends a burst on a storage failure: settles the commits in flight, then waits as ``storageTrouble(_:)`` does.
+    /// The loop runs the batches again from the stored progress or checkpoint.
+    /// - Returns: `nil`: not every batch committed.
+    private func stopBurst(
+        _ kind: BurstKind, settling inFlight: [BurstCommit], storageTrouble message: String
+    ) async -> Bool? {
+        _ = await settleInOrder(inFlight, kind)
         await storageTrouble(message)
-        return true
+        return nil
     }
 
     /// Settles `commits` in order; once one fails, only waits for the rest (``drain(_:)``).
-    /// - Returns: Whether every one committed and the rebuild goes on.
-    private func settleInOrder(_ commits: [RebuildCommit]) async -> Bool {
+    /// - Returns: Whether every one committed and the burst's work goes on.
+    private func settleInOrder(_ commits: [BurstCommit], _ kind: BurstKind) async -> Bool {
         for (index, commit) in commits.enumerated() {
-            guard await settle(commit) else {
+            guard await settle(commit, kind) else {
                 await drain(Array(commits[(index + 1)...]))
                 return false
             }
@@ -772,22 +824,39 @@ actor ModuleRunner {
         return true
     }
 
-    /// Waits for the commits that followed a failed one: each expected the rebuild progress the failed one did not
-    /// write, so each fails, on its condition or with the failed one's transaction, and changes nothing; there is
-    /// nothing to act on.
-    private func drain(_ commits: [RebuildCommit]) async {
+    /// Waits for the commits that followed a failed one: each expected the progress or checkpoint the failed one
+    /// did not write, so each fails, on its condition or with the failed one's transaction, and changes nothing;
+    /// there is nothing to act on.
+    private func drain(_ commits: [BurstCommit]) async {
         for commit in commits { _ = await commit.commit.result }
     }
 
-    /// Whether the loop has other work that a rebuild burst must not hold up: an operation, live events, or
-    /// stopping.
-    private var mustYield: Bool {
-        Task.isCancelled || !operations.isEmpty || (state == .running && log.headPosition > checkpoint.position)
+    /// Whether the loop has other work that a burst must not hold up: an operation, stopping, or for a rebuild,
+    /// live events.
+    private func mustYield(_ kind: BurstKind) -> Bool {
+        if Task.isCancelled || !operations.isEmpty { return true }
+        return kind == .rebuild && state == .running && log.headPosition > checkpoint.position
+    }
+
+    /// Waits for a batch's commit and records it: a rebuild's progress, or the live checkpoint with what the batch
+    /// did. A catch-up batch that stopped before a failing event faults the module.
+    /// - Returns: Whether the batch committed and the burst goes on.
+    private func settle(_ batch: BurstCommit, _ kind: BurstKind) async -> Bool {
+        switch kind {
+        case .rebuild:
+            return await settleRebuild(batch)
+        case .catchUp:
+            guard case .committed = await settle(await batch.commit.result, sources: []) else { return false }
+            recordLiveCommit(
+                checkpoint: batch.next.checkpoint, processed: batch.processed, parked: batch.parked,
+                failure: batch.failure, stoppedBefore: batch.stoppedBefore, started: batch.started)
+            return batch.stoppedBefore == nil
+        }
     }
 
     /// Waits for a rebuild batch's commit; abandons the rebuild when the batch stopped before a failing event.
     /// - Returns: Whether the batch committed and the rebuild goes on.
-    private func settle(_ batch: RebuildCommit) async -> Bool {
+    private func settleRebuild(_ batch: BurstCommit) async -> Bool {
         guard case .committed = await settle(await batch.commit.result, sources: []) else { return false }
         rebuild = batch.next
         guard let stopped = batch.stoppedBefore else { return true }

@@ -82,6 +82,72 @@ struct CatchUpTests {
         }
     }
 
+    @Test(
+        "a projector far behind processes a batch while the two before it commit, reading what they write",
+        .timeLimit(.minutes(1)))
+    func catchUpOverlapsCommits() async throws {
+        try await withFreshLog { base, _ in
+            let log = SpyLog(base)
+            let head = try await log.appendAll(RebuildTests.history())
+            let expected = try RebuildTests.Snapshot(folding: log.everything())
+            log.holdCheckpointBatches(true)
+            let host = try ProjectionHost(
+                log: log, modules: [CountingProjector()], configuration: hostConfiguration(batchSize: 7),
+                logger: testLogger)
+            try await running(host, whileStopping: { log.releaseHeld(stopHolding: true) }) {
+                // The first two batches of 28 are handed to the log, and neither has committed when the third is
+                // read and processed. Every batch updates the `totals` document and the document counts, so each
+                // depends on the batches before it.
+                #expect(await log.heldCommits.next() == 1)
+                #expect(await log.heldCommits.next() == 2)
+                let second = try #require(log.reads.filter { $0.limit == 28 }.dropFirst().first)
+                #expect(await eventually { log.reads.contains { $0.limit == 28 && $0.after == second.scannedThrough } })
+                #expect(await host.status("counter")?.checkpoint == 0)
+                log.releaseHeld(stopHolding: true)
+                try await host.waitForView("items", at: head)
+                #expect(log.staleReads.isEmpty, "\(log.staleReads)")
+                #expect(try RebuildTests.Snapshot(host) == expected)
+                let status = try #require(await host.status("counter"))
+                #expect(status.checkpoint == head)
+                #expect(status.eventsProcessed == 100)
+                #expect(status.lag == 0)
+            }
+        }
+    }
+
+    @Test(
+        "when the older of two catch-up batches in flight fails, the one after it changes nothing, and the views catch up",
+        .timeLimit(.minutes(1)),
+        arguments: [
+            CommitError.storage("disk on fire"), .conditionFailed(table: "checkpoint", key: Array("counter".utf8)),
+        ])
+    func failedCatchUpBatchInFlight(failure: CommitError) async throws {
+        try await withFreshLog { base, _ in
+            let log = SpyLog(base)
+            let head = try await log.appendAll(RebuildTests.history())
+            let expected = try RebuildTests.Snapshot(folding: log.everything())
+            log.holdCheckpointBatches(true)
+            let host = try ProjectionHost(
+                log: log, modules: [CountingProjector()], configuration: hostConfiguration(batchSize: 7),
+                logger: testLogger)
+            try await running(host, whileStopping: { log.releaseHeld(stopHolding: true) }) {
+                #expect(await log.heldCommits.next() == 1)
+                #expect(await log.heldCommits.next() == 2)
+                // Both fail: the first with `failure`, the second as it would behind it (its condition is the
+                // checkpoint the first did not write).
+                log.failHeld(with: failure)
+                try await host.waitForView("items", at: head)
+                // Every event took effect once: the batches were processed and committed again from the checkpoint
+                // stored before them.
+                #expect(try RebuildTests.Snapshot(host) == expected)
+                let status = try #require(await host.status("counter"))
+                #expect(status.checkpoint == head)
+                #expect(status.eventsProcessed == 100)
+                #expect(try host.json(view: "totals", key: "all") == ["events": 100])
+            }
+        }
+    }
+
     @Test("on an empty log a host is idle at checkpoint 0 with lag 0")
     func idleOnEmptyAndBehind() async throws {
         try await withFreshLog { log, _ in

@@ -163,6 +163,7 @@ final class SpyLog: EventLog {
         var reads: [BatchRead] = []
         var units: [CommitUnit] = []
         var holdRebuildBatches = false
+        var holdCheckpointBatches = false
         var held: [(CommitUnit, Completion)] = []
         /// The units handed to ``commit(_:completion:)`` whose completion has not been called yet.
         var outstanding: [UInt64: CommitUnit] = [:]
@@ -208,11 +209,18 @@ final class SpyLog: EventLog {
         state.withLock { $0.holdRebuildBatches = hold }
     }
 
+    /// Whether to hold the commits of batches of the live views from now on (those guarded by a module's checkpoint:
+    /// a projector catching up, and its live batches).
+    func holdCheckpointBatches(_ hold: Bool) {
+        state.withLock { $0.holdCheckpointBatches = hold }
+    }
+
     /// Completes the held commits with `error` instead of handing them to the log, as a failing disk would; stops
     /// holding.
     func failHeld(with error: CommitError) {
         let held = state.withLock { state -> [(CommitUnit, Completion)] in
             state.holdRebuildBatches = false
+            state.holdCheckpointBatches = false
             let held = state.held
             state.held = []
             return held
@@ -223,7 +231,10 @@ final class SpyLog: EventLog {
     /// Hands the held commits to the log; optionally stops holding.
     func releaseHeld(stopHolding: Bool = false) {
         let held = state.withLock { state -> [(CommitUnit, Completion)] in
-            if stopHolding { state.holdRebuildBatches = false }
+            if stopHolding {
+                state.holdRebuildBatches = false
+                state.holdCheckpointBatches = false
+            }
             let held = state.held
             state.held = []
             return held
@@ -254,7 +265,10 @@ final class SpyLog: EventLog {
         }
         let heldCount = state.withLock { state -> Int? in
             state.units.append(unit)
-            guard state.holdRebuildBatches, Self.isRebuildBatch(unit) else { return nil }
+            guard
+                (state.holdRebuildBatches && Self.isRebuildBatch(unit))
+                    || (state.holdCheckpointBatches && unit.conditions.contains { $0.table == "checkpoint" })
+            else { return nil }
             state.held.append((unit, completion))
             return state.held.count
         }
