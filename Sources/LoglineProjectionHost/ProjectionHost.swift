@@ -20,9 +20,9 @@ public final class ProjectionHost: Service, Sendable {
         /// The most events a rebuild takes into one transaction, and a projector at least this far behind the log
         /// (catching up after a start). Larger than ``batchSize``: such a projector replays much of the log, and
         /// the fewer batches an order's events are spread over, the fewer times its document is written. Not
-        /// larger: a rebuild holds a batch and the two committing beside it in memory, and at 16,000 the server's
-        /// peak RSS over a rebuild of 1,000,000 order events was 146-153 MB against 116-124 MB at 8,000, for 10-15%
-        /// more speed.
+        /// larger: a rebuild, or a projector catching up, holds a batch and the two committing beside it in memory,
+        /// and at 16,000 the server's peak RSS over a rebuild of 1,000,000 order events was 146-153 MB against
+        /// 116-124 MB at 8,000, for 10-15% more speed.
         public var rebuildBatchSize: Int = 8000
         /// How long a query with `AT` waits for its view before `-TIMEOUT`.
         public var readYourWritesTimeout: Duration = .seconds(5)
