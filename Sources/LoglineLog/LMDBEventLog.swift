@@ -738,7 +738,7 @@ public final class LMDBEventLog: EventLog {
                 // when the other thread gets no core: a rebuild's batches, megabytes each, are freed here.
                 if batchBytes <= Self.reclaimedBatchBytes, reclaiming.load(ordering: .relaxed) < 2 {
                     reclaiming.add(1, ordering: .relaxed)
-                    let finished = FinishedBatch(batch)
+                    let finished = FinishedBatch(consume batch)  // the writer keeps no reference to free
                     Self.reclaimer.async { [self] in
                         finished.work = []
                         reclaiming.subtract(1, ordering: .relaxed)

@@ -59,12 +59,17 @@ public final class ProjectionHost: Service, Sendable {
     ///   - logger: Where notable things are logged.
     ///   - metricsFactory: Where each module's metrics go (checkpoint, lag, events processed, batch time, parked
     ///     events), with the module's name as the dimension `module`; the process's `MetricsSystem` by default.
-    /// - Throws: ``HostError/badRequest(_:)`` when two modules share a name, a view or a command, or a name is
-    ///   invalid; ``HostError/internal(_:)`` when a module's stored state cannot be read.
+    /// - Throws: ``HostError/badRequest(_:)`` when two modules share a name, a view or a command, a name is
+    ///   invalid, or a batch size is less than 1; ``HostError/internal(_:)`` when a module's stored state cannot be
+    ///   read.
     public init(
         log: any EventLog, modules: [any LoglineModule], configuration: Configuration = Configuration(),
         logger: Logger, metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) throws(HostError) {
+        // A batch of no events would read nothing and never reach the head: a projector would spin on it.
+        guard configuration.batchSize >= 1, configuration.rebuildBatchSize >= 1 else {
+            throw .badRequest("batchSize and rebuildBatchSize must be at least 1")
+        }
         self.log = log
         self.configuration = configuration
         self.logger = logger

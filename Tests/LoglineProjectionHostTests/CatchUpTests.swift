@@ -96,7 +96,8 @@ struct CatchUpTests {
                 logger: testLogger)
             try await running(host, whileStopping: { log.releaseHeld(stopHolding: true) }) {
                 // The first two batches of 28 are handed to the log, and neither has committed when the third is
-                // read and processed. Every batch updates the `totals` document and the document counts, so each
+                // read and processed (the status below is answered by the runner once it waits for the first
+                // commit, after processing the third). Every batch updates the `totals` document and the document counts, so each
                 // depends on the batches before it.
                 #expect(await log.heldCommits.next() == 1)
                 #expect(await log.heldCommits.next() == 2)
@@ -133,10 +134,17 @@ struct CatchUpTests {
             try await running(host, whileStopping: { log.releaseHeld(stopHolding: true) }) {
                 #expect(await log.heldCommits.next() == 1)
                 #expect(await log.heldCommits.next() == 2)
-                // Both fail: the first with `failure`, the second as it would behind it (its condition is the
-                // checkpoint the first did not write).
-                log.failHeld(with: failure)
+                // The first fails with `failure`; the second goes to the log, which must refuse it: its condition is
+                // the checkpoint the first did not write.
+                let unitsBefore = log.units.count
+                log.failOldestHeld(with: failure)
                 try await host.waitForView("items", at: head)
+                // The two batches were processed and committed again, from the checkpoint stored before them: four
+                // catch-up batches of 28 over the 100 events, then the rest in live batches of 7.
+                let redone = log.units.dropFirst(unitsBefore).filter { unit in
+                    unit.conditions.contains { $0.table == "checkpoint" }
+                }
+                #expect(redone.count >= 4, "\(redone.count)")
                 // Every event took effect once: the batches were processed and committed again from the checkpoint
                 // stored before them.
                 #expect(try RebuildTests.Snapshot(host) == expected)

@@ -12,6 +12,27 @@ struct ConfigurationTests {
         }
     }
 
+    @Test("batch sizes under 1 are refused")
+    func batchSizes() async throws {
+        try await withFreshLog { log, _ in
+            for (batch, rebuild) in [(0, 8000), (1000, 0), (-1, 8000)] {
+                var configuration = ProjectionHost.Configuration()
+                configuration.batchSize = batch
+                configuration.rebuildBatchSize = rebuild
+                let error = await hostError {
+                    try ProjectionHost(
+                        log: log, modules: [CountingProjector()], configuration: configuration, logger: testLogger)
+                }
+                #expect(error?.code == .badRequest, "batch \(batch), rebuild batch \(rebuild)")
+            }
+            var smallest = ProjectionHost.Configuration()
+            smallest.batchSize = 1
+            smallest.rebuildBatchSize = 1
+            _ = try ProjectionHost(
+                log: log, modules: [CountingProjector()], configuration: smallest, logger: testLogger)
+        }
+    }
+
     @Test("two modules with the same name are refused")
     func duplicateModuleNames() async throws {
         #expect(

@@ -228,6 +228,21 @@ final class SpyLog: EventLog {
         for (_, completion) in held { completion(.failure(error)) }
     }
 
+    /// Completes the oldest held commit with `error`, as a failing disk would, and hands the others to the log;
+    /// stops holding.
+    func failOldestHeld(with error: CommitError) {
+        let held = state.withLock { state -> [(CommitUnit, Completion)] in
+            state.holdRebuildBatches = false
+            state.holdCheckpointBatches = false
+            let held = state.held
+            state.held = []
+            return held
+        }
+        guard let (_, oldest) = held.first else { return }
+        oldest(.failure(error))
+        for (unit, completion) in held.dropFirst() { base.commit(unit, completion: completion) }
+    }
+
     /// Hands the held commits to the log; optionally stops holding.
     func releaseHeld(stopHolding: Bool = false) {
         let held = state.withLock { state -> [(CommitUnit, Completion)] in
