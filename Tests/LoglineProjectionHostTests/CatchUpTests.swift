@@ -82,10 +82,10 @@ struct CatchUpTests {
         }
     }
 
-    @Test(
-        "a projector far behind processes a batch while the two before it commit, reading what they write",
-        .timeLimit(.minutes(1)))
-    func catchUpOverlapsCommits() async throws {
+    /// Runs the counter over ``RebuildTests/history()`` with the commits of its checkpoint held from the start, and
+    /// `body` once the first two catch-up batches of 28 have been handed to the log and neither has committed. Then
+    /// waits for the views to reach the head, and checks that every event took effect once.
+    static func withTwoCatchUpBatchesHeld(_ body: (SpyLog, ProjectionHost) async throws -> Void) async throws {
         try await withFreshLog { base, _ in
             let log = SpyLog(base)
             let head = try await log.appendAll(RebuildTests.history())
@@ -95,16 +95,9 @@ struct CatchUpTests {
                 log: log, modules: [CountingProjector()], configuration: hostConfiguration(batchSize: 7),
                 logger: testLogger)
             try await running(host, whileStopping: { log.releaseHeld(stopHolding: true) }) {
-                // The first two batches of 28 are handed to the log, and neither has committed when the third is
-                // read and processed (the status below is answered by the runner once it waits for the first
-                // commit, after processing the third). Every batch updates the `totals` document and the document counts, so each
-                // depends on the batches before it.
                 #expect(await log.heldCommits.next() == 1)
                 #expect(await log.heldCommits.next() == 2)
-                let second = try #require(log.reads.filter { $0.limit == 28 }.dropFirst().first)
-                #expect(await eventually { log.reads.contains { $0.limit == 28 && $0.after == second.scannedThrough } })
-                #expect(await host.status("counter")?.checkpoint == 0)
-                log.releaseHeld(stopHolding: true)
+                try await body(log, host)
                 try await host.waitForView("items", at: head)
                 #expect(log.staleReads.isEmpty, "\(log.staleReads)")
                 #expect(try RebuildTests.Snapshot(host) == expected)
@@ -112,7 +105,23 @@ struct CatchUpTests {
                 #expect(status.checkpoint == head)
                 #expect(status.eventsProcessed == 100)
                 #expect(status.lag == 0)
+                #expect(try host.json(view: "totals", key: "all") == ["events": 100])
             }
+        }
+    }
+
+    @Test(
+        "a projector far behind processes a batch while the two before it commit, reading what they write",
+        .timeLimit(.minutes(1)))
+    func catchUpOverlapsCommits() async throws {
+        try await Self.withTwoCatchUpBatchesHeld { log, host in
+            // The third batch is read and processed while neither of the two before it has committed. Every batch
+            // updates the `totals` document and the document counts, so each depends on the batches before it.
+            let second = try #require(log.reads.filter { $0.limit == 28 }.dropFirst().first)
+            #expect(await eventually { log.reads.contains { $0.limit == 28 && $0.after == second.scannedThrough } })
+            // Answered by the runner once it waits for the first commit, after processing the third batch.
+            #expect(await host.status("counter")?.checkpoint == 0)
+            log.releaseHeld(stopHolding: true)
         }
     }
 
@@ -123,36 +132,18 @@ struct CatchUpTests {
             CommitError.storage("disk on fire"), .conditionFailed(table: "checkpoint", key: Array("counter".utf8)),
         ])
     func failedCatchUpBatchInFlight(failure: CommitError) async throws {
-        try await withFreshLog { base, _ in
-            let log = SpyLog(base)
-            let head = try await log.appendAll(RebuildTests.history())
-            let expected = try RebuildTests.Snapshot(folding: log.everything())
-            log.holdCheckpointBatches(true)
-            let host = try ProjectionHost(
-                log: log, modules: [CountingProjector()], configuration: hostConfiguration(batchSize: 7),
-                logger: testLogger)
-            try await running(host, whileStopping: { log.releaseHeld(stopHolding: true) }) {
-                #expect(await log.heldCommits.next() == 1)
-                #expect(await log.heldCommits.next() == 2)
-                // The first fails with `failure`; the second goes to the log, which must refuse it: its condition is
-                // the checkpoint the first did not write.
-                let unitsBefore = log.units.count
-                log.failOldestHeld(with: failure)
-                try await host.waitForView("items", at: head)
-                // The two batches were processed and committed again, from the checkpoint stored before them: four
-                // catch-up batches of 28 over the 100 events, then the rest in live batches of 7.
-                let redone = log.units.dropFirst(unitsBefore).filter { unit in
-                    unit.conditions.contains { $0.table == "checkpoint" }
-                }
-                #expect(redone.count >= 4, "\(redone.count)")
-                // Every event took effect once: the batches were processed and committed again from the checkpoint
-                // stored before them.
-                #expect(try RebuildTests.Snapshot(host) == expected)
-                let status = try #require(await host.status("counter"))
-                #expect(status.checkpoint == head)
-                #expect(status.eventsProcessed == 100)
-                #expect(try host.json(view: "totals", key: "all") == ["events": 100])
+        try await Self.withTwoCatchUpBatchesHeld { log, host in
+            // The first fails with `failure`; the second goes to the log, which must refuse it: its condition is the
+            // checkpoint the first did not write. Both are processed and committed again, from the checkpoint
+            // stored before them: four catch-up batches of 28 over the 100 events, then live batches of 7.
+            let unitsBefore = log.units.count
+            log.failOldestHeld(with: failure)
+            let head = log.headPosition
+            try await host.waitForView("items", at: head)
+            let redone = log.units.dropFirst(unitsBefore).filter { unit in
+                unit.conditions.contains { $0.table == "checkpoint" }
             }
+            #expect(redone.count >= 4, "\(redone.count)")
         }
     }
 

@@ -218,26 +218,13 @@ final class SpyLog: EventLog {
     /// Completes the held commits with `error` instead of handing them to the log, as a failing disk would; stops
     /// holding.
     func failHeld(with error: CommitError) {
-        let held = state.withLock { state -> [(CommitUnit, Completion)] in
-            state.holdRebuildBatches = false
-            state.holdCheckpointBatches = false
-            let held = state.held
-            state.held = []
-            return held
-        }
-        for (_, completion) in held { completion(.failure(error)) }
+        for (_, completion) in takeHeld(stopHolding: true) { completion(.failure(error)) }
     }
 
     /// Completes the oldest held commit with `error`, as a failing disk would, and hands the others to the log;
     /// stops holding.
     func failOldestHeld(with error: CommitError) {
-        let held = state.withLock { state -> [(CommitUnit, Completion)] in
-            state.holdRebuildBatches = false
-            state.holdCheckpointBatches = false
-            let held = state.held
-            state.held = []
-            return held
-        }
+        let held = takeHeld(stopHolding: true)
         guard let (_, oldest) = held.first else { return }
         oldest(.failure(error))
         for (unit, completion) in held.dropFirst() { base.commit(unit, completion: completion) }
@@ -245,16 +232,19 @@ final class SpyLog: EventLog {
 
     /// Hands the held commits to the log; optionally stops holding.
     func releaseHeld(stopHolding: Bool = false) {
-        let held = state.withLock { state -> [(CommitUnit, Completion)] in
+        for (unit, completion) in takeHeld(stopHolding: stopHolding) { base.commit(unit, completion: completion) }
+    }
+
+    /// The held commits, oldest first, no longer held; optionally stops holding more.
+    private func takeHeld(stopHolding: Bool) -> [(CommitUnit, Completion)] {
+        state.withLock { state in
             if stopHolding {
                 state.holdRebuildBatches = false
                 state.holdCheckpointBatches = false
             }
-            let held = state.held
-            state.held = []
-            return held
+            defer { state.held = [] }
+            return state.held
         }
-        for (unit, completion) in held { base.commit(unit, completion: completion) }
     }
 
     /// A rebuild batch: it is guarded by the rebuild's progress (the `rebuild` state table, see ViewStorage) and
