@@ -70,9 +70,7 @@ actor ModuleRunner {
 
         /// Every write of the batch, in order: the views', then the others.
         func allWrites() -> [StateWrite] {
-            var all = viewWrites.encoded()
-            all += writes
-            return all
+            viewWrites.encoded(followedBy: writes)
         }
     }
 
@@ -616,7 +614,7 @@ actor ModuleRunner {
     }
 
     /// The state writes for view changes (documents, index entries and document counts), worked out up to their
-    /// encoding: what it needs from the store is read here, so that ``ViewWritePlan/encoded()`` can run anywhere.
+    /// encoding: what it needs from the store is read here, so that ``ViewWritePlan/encoded(followedBy:)`` can run anywhere.
     /// - Parameter counts: The document counts known without reading the store (those the batches in flight wrote);
     ///   updated with the counts this batch writes.
     private func viewWritePlan(
@@ -786,9 +784,7 @@ actor ModuleRunner {
             let (viewWrites, otherWrites) = (outcome.viewWrites, outcome.writes)
             let commit = BurstCommit(
                 commit: PendingCommit(log: log, buildingOn: rebuildEncoder) {
-                    var writes = viewWrites.encoded()
-                    writes += otherWrites
-                    return CommitUnit(writes: writes, conditions: conditions)
+                    CommitUnit(writes: viewWrites.encoded(followedBy: otherWrites), conditions: conditions)
                 },
                 next: next, stoppedBefore: outcome.stoppedBefore, failure: outcome.failures.last,
                 processed: outcome.processed, parked: outcome.parked, started: started)
@@ -1172,8 +1168,8 @@ struct ViewWritePlan: Sendable {
     var views: [View] = []
 
     /// The writes, in order: for each view, its documents' writes, then its index entries' changes in key order,
-    /// then its count.
-    func encoded() -> [StateWrite] {
+    /// then its count; then `others`.
+    func encoded(followedBy others: [StateWrite]) -> [StateWrite] {
         var writes: [StateWrite] = []
         for view in views {
             var indexWrites: [StateWrite] = []
@@ -1208,6 +1204,7 @@ struct ViewWritePlan: Sendable {
             writes += indexWrites
             if let countWrite = view.countWrite { writes.append(countWrite) }
         }
+        writes += others
         return writes
     }
 }
