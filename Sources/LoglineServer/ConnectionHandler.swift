@@ -21,7 +21,7 @@ import Synchronization
 /// does not permit is answered `-NOPERM`. Both checks happen as requests arrive, in order, so each request is
 /// judged by the `AUTH` requests sent before it. After ``maximumFailedAuthentications`` failed `AUTH` requests,
 /// the connection closes.
-final class ConnectionHandler: ChannelInboundHandler {
+final class ConnectionHandler: ChannelInboundHandler, RequestFrameReceiver {
     typealias InboundIn = RequestFrameDecoder.Outcome
     typealias OutboundOut = ByteBuffer
 
@@ -95,11 +95,16 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// request the client sent before it (appends may run ahead: the log's writer keeps their order).
     private var waiting = CircularBuffer<(slot: Int, request: Request)>()
     private var readingPaused = false
+    /// The channel's writability as of its last change: read per request, where asking the channel costs a trip
+    /// through its pipeline.
+    private var channelIsWritable = true
     private var insideReadLoop = false
     /// Bytes written since the last flush: flushed early past ``flushThreshold``, so that a long read loop does not
     /// gather its replies unflushed (with TLS, unflushed replies wait in the TLS handler, where the channel's
     /// writability does not see them).
     private var unflushedBytes = 0
+    /// A flush is scheduled for the end of the event loop's turn.
+    private var flushDue = false
     static let flushThreshold = 64 * 1024
     private var context: ChannelHandlerContext?
     /// The server's per-event-loop hand-off of completed replies.
@@ -131,6 +136,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        channelIsWritable = context.channel.isWritable
         router = ReplyRouter(
             handler: NIOLoopBound(self, eventLoop: context.eventLoop), loop: replies.replies(for: context.eventLoop))
     }
@@ -240,12 +246,16 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        receive(unwrapInboundIn(data))
+    }
+
+    func receive(_ outcome: RequestFrameDecoder.Outcome) {
         guard closeAfterSlot == nil else { return }  // QUIT or a fatal error: ignore what follows.
         insideReadLoop = true
         let slot = nextSlot
         nextSlot += 1
         pending.append(nil)
-        switch unwrapInboundIn(data) {
+        switch outcome {
         case .needMoreData:
             preconditionFailure("the decoder never forwards needMoreData")
         case .error(let error):
@@ -284,11 +294,23 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         insideReadLoop = false
-        flushOutgoing(context)
+        if outgoing != nil || unflushedBytes > 0, let router, !flushDue {
+            flushDue = true
+            router.flushAtEndOfTurn()
+        }
         context.fireChannelReadComplete()
     }
 
+    /// Flushes what a read loop of this turn wrote; called once the event loop has handled every channel that
+    /// was ready in this turn.
+    func flushAtEndOfTurn() {
+        flushDue = false
+        guard let context else { return }
+        flushOutgoing(context)
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
+        channelIsWritable = context.channel.isWritable
         startWaiting()
         updateReading()
         if subscription != nil { pump() }
@@ -317,6 +339,8 @@ final class ConnectionHandler: ChannelInboundHandler {
             // The client sent all it will send (`printf ... | nc`): answer what is in flight, then close.
             inputClosed = true
             if pending.isEmpty || closing {
+                // Replies gathered in this read loop go out first.
+                flushOutgoing(context)
                 context.close(promise: nil)
             } else if closeAfterSlot == nil {
                 closeAfterSlot = nextSlot - 1
@@ -611,7 +635,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// Stops reading while too many requests wait or the client is not taking its replies; resumes after.
     private func updateReading() {
         guard let context, !closing else { return }
-        let shouldPause = pending.count >= maximumPipelinedRequests || !context.channel.isWritable
+        let shouldPause = pending.count >= maximumPipelinedRequests || !channelIsWritable
         if shouldPause != readingPaused {
             readingPaused = shouldPause
             intake.isPaused = shouldPause
@@ -643,6 +667,11 @@ final class ReplyRouter: Sendable {
     func drain() {
         handler.value.drainInbox()
     }
+
+    /// Has the connection flushed once its event loop has handled every channel ready in this turn; on its loop.
+    func flushAtEndOfTurn() {
+        loop.flushes.value.add(handler)
+    }
 }
 
 /// The connections of one event loop that have replies waiting: the first of them schedules one task on the loop
@@ -653,9 +682,13 @@ final class ReplyRouter: Sendable {
 final class EventLoopReplies: Sendable {
     private let ready = Mutex<[ReplyRouter]>([])
     private let eventLoop: any EventLoop
+    /// The connections of this loop that wrote replies in the current turn.
+    let flushes: NIOLoopBound<EndOfTurnFlushes>
 
+    /// Made on `eventLoop`.
     init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
+        self.flushes = NIOLoopBound(EndOfTurnFlushes(eventLoop: eventLoop), eventLoop: eventLoop)
     }
 
     /// Queues `router` for draining, and schedules the drain when none was queued.
@@ -676,6 +709,35 @@ final class EventLoopReplies: Sendable {
                 for router in routers { router.drain() }
             }
         }
+    }
+}
+
+/// The connections of one event loop whose replies wait for the end of the loop's turn, to be flushed together.
+///
+/// The loop handles every channel that epoll found ready, then runs its tasks: a flush queued as a task therefore
+/// comes after the reads of every ready connection, as Redis writes its replies before it sleeps. The client's
+/// process then takes a burst of replies at one wake-up instead of being woken once per connection.
+final class EndOfTurnFlushes {
+    private var due: [NIOLoopBound<ConnectionHandler>] = []
+    private let eventLoop: any EventLoop
+
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    /// Queues `handler` for the flush at the end of this turn; the first one schedules it.
+    func add(_ handler: NIOLoopBound<ConnectionHandler>) {
+        if due.isEmpty {
+            let bound = NIOLoopBound(self, eventLoop: eventLoop)
+            eventLoop.execute { bound.value.flushAll() }
+        }
+        due.append(handler)
+    }
+
+    private func flushAll() {
+        let handlers = due
+        due.removeAll(keepingCapacity: true)
+        for handler in handlers { handler.value.flushAtEndOfTurn() }
     }
 }
 

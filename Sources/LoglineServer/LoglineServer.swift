@@ -132,13 +132,13 @@ public final class LoglineServer: Service, Sendable {
                             IdleStateHandler(readTimeout: TimeAmount.nanoseconds(idle.nanoseconds)))
                     }
                     let intake = RequestIntake()
+                    let connection = ConnectionHandler(
+                        executor: executor, parser: parser, maximumPipelinedRequests: maximumPipelined, hub: hub,
+                        maximumSubscriberLag: maximumLag, tokens: tokens, limits: limits, intake: intake,
+                        metrics: metrics, logger: logger, replies: replies)
                     try channel.pipeline.syncOperations.addHandler(
-                        RequestDecoderHandler(decoder: decoder, intake: intake))
-                    try channel.pipeline.syncOperations.addHandler(
-                        ConnectionHandler(
-                            executor: executor, parser: parser, maximumPipelinedRequests: maximumPipelined, hub: hub,
-                            maximumSubscriberLag: maximumLag, tokens: tokens, limits: limits, intake: intake,
-                            metrics: metrics, logger: logger, replies: replies))
+                        RequestDecoderHandler(decoder: decoder, intake: intake, receiver: connection))
+                    try channel.pipeline.syncOperations.addHandler(connection)
                 }
             }
             .bind(host: configuration.host, port: configuration.port)
