@@ -87,6 +87,9 @@ final class ConnectionHandler: ChannelInboundHandler, RequestFrameReceiver {
     private var closing = false
     /// The client has shut down its side: it sends nothing more.
     private var inputClosed = false
+    /// When a client that has shut down its side is closed even if it has not read its last replies; cancelled
+    /// when the connection closes first.
+    private var readDeadline: Scheduled<Void>?
     /// Appends of this connection not yet durable.
     private var appendsInFlight = 0
     /// Other requests of this connection that complete later (commands, waits for a view, rebuilds).
@@ -95,8 +98,9 @@ final class ConnectionHandler: ChannelInboundHandler, RequestFrameReceiver {
     /// request the client sent before it (appends may run ahead: the log's writer keeps their order).
     private var waiting = CircularBuffer<(slot: Int, request: Request)>()
     private var readingPaused = false
-    /// The channel's writability as of its last change: read per request, where asking the channel costs a trip
-    /// through its pipeline.
+    /// The channel's writability as of its last change (NIO reports every change with
+    /// `channelWritabilityChanged`, at once): read per request, where reaching the channel through the context
+    /// retains and releases it.
     private var channelIsWritable = true
     private var insideReadLoop = false
     /// Bytes written since the last flush: flushed early past ``flushThreshold``, so that a long read loop does not
@@ -226,6 +230,13 @@ final class ConnectionHandler: ChannelInboundHandler, RequestFrameReceiver {
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         let inputClosed = self.inputClosed
         writeOutgoing(context)
+        unflushedBytes = 0
+        if inputClosed, let idleTimeout = limits.idleTimeout {
+            // The client has sent all it will: it gets as long as an idle connection to read its last replies.
+            readDeadline = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(idleTimeout.nanoseconds))) {
+                bound.value.close(promise: nil)
+            }
+        }
         context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { result in
             let context = bound.value
             guard case .success = result, !inputClosed else {
@@ -240,6 +251,8 @@ final class ConnectionHandler: ChannelInboundHandler, RequestFrameReceiver {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        readDeadline?.cancel()
+        readDeadline = nil
         tasks.cancelAll()
         executor.connectionClosed()
         context.fireChannelInactive()
@@ -305,7 +318,8 @@ final class ConnectionHandler: ChannelInboundHandler, RequestFrameReceiver {
     /// was ready in this turn.
     func flushAtEndOfTurn() {
         flushDue = false
-        guard let context else { return }
+        // A drain of completions, or a reply outside the read loop, may have flushed everything since.
+        guard let context, outgoing != nil || unflushedBytes > 0 else { return }
         flushOutgoing(context)
     }
 
@@ -338,10 +352,12 @@ final class ConnectionHandler: ChannelInboundHandler, RequestFrameReceiver {
         if let event = event as? ChannelEvent, event == .inputClosed {
             // The client sent all it will send (`printf ... | nc`): answer what is in flight, then close.
             inputClosed = true
-            if pending.isEmpty || closing {
-                // Replies gathered in this read loop go out first.
-                flushOutgoing(context)
-                context.close(promise: nil)
+            if closing {
+                // The last reply is on its way: the connection closes once it is written (``finish(_:with:)``).
+                return
+            } else if pending.isEmpty {
+                // Closed once every reply is written, not at once: closing drops what the kernel has not taken yet.
+                close(context, after: context.channel.allocator.buffer(capacity: 0))
             } else if closeAfterSlot == nil {
                 closeAfterSlot = nextSlot - 1
             }
@@ -550,6 +566,7 @@ final class ConnectionHandler: ChannelInboundHandler, RequestFrameReceiver {
             // Flushed round by round: with TLS, only flushed bytes count against the channel's writability.
             if buffer.readableBytes > 0 {
                 writeOutgoing(context)
+                unflushedBytes = 0
                 context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
             }
             rounds += 1
@@ -719,6 +736,8 @@ final class EventLoopReplies: Sendable {
 /// process then takes a burst of replies at one wake-up instead of being woken once per connection.
 final class EndOfTurnFlushes {
     private var due: [NIOLoopBound<ConnectionHandler>] = []
+    /// The array ``flushAll()`` walks, swapped with ``due`` so that neither is reallocated turn after turn.
+    private var flushing: [NIOLoopBound<ConnectionHandler>] = []
     private let eventLoop: any EventLoop
 
     init(eventLoop: any EventLoop) {
@@ -735,9 +754,9 @@ final class EndOfTurnFlushes {
     }
 
     private func flushAll() {
-        let handlers = due
-        due.removeAll(keepingCapacity: true)
-        for handler in handlers { handler.value.flushAtEndOfTurn() }
+        swap(&due, &flushing)
+        for handler in flushing { handler.value.flushAtEndOfTurn() }
+        flushing.removeAll(keepingCapacity: true)
     }
 }
 

@@ -84,6 +84,42 @@ final class HeldAppendsLog: EventLog {
     }
 }
 
+/// Stands for a socket whose send buffer is full: holds every write until ``release()``, and drops what it holds
+/// when the channel closes, as NIO drops the writes it has not handed to the kernel.
+final class HeldWrites: ChannelOutboundHandler {
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private var held: [(buffer: ByteBuffer, promise: EventLoopPromise<Void>?)] = []
+    private var context: ChannelHandlerContext?
+    /// How many writes were dropped by a close.
+    private(set) var dropped = 0
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        held.append((unwrapOutboundIn(data), promise))
+    }
+
+    func flush(context: ChannelHandlerContext) {}
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        dropped += held.count
+        for write in held { write.promise?.fail(ChannelError.ioOnClosedChannel) }
+        held = []
+        context.close(mode: mode, promise: promise)
+    }
+
+    /// Lets everything held go on, as the client reading its replies would.
+    func release() {
+        guard let context else { return }
+        let writes = held
+        held = []
+        for write in writes { context.write(wrapOutboundOut(write.buffer), promise: write.promise) }
+        context.flush()
+    }
+}
+
 /// Backpressure: a connection that sends faster than the server can answer, or than it reads its replies, is not
 /// read from, and its requests wait as bytes, not as work or replies. The pipeline of one connection (decoder and
 /// connection handler) runs in an `EmbeddedChannel`, one step at a time, on the test's thread.
@@ -94,7 +130,8 @@ struct BackpressureTests {
         let decoder: RequestDecoderHandler
         let log: any EventLog
 
-        init(log: any EventLog, maximumPipelinedRequests: Int = 1024) throws {
+        /// - Parameter heldWrites: put first in the pipeline, in the place of the socket, to hold the replies.
+        init(log: any EventLog, maximumPipelinedRequests: Int = 1024, heldWrites: HeldWrites? = nil) throws {
             self.log = log
             let intake = RequestIntake()
             var logger = Logger(label: "test")
@@ -108,6 +145,7 @@ struct BackpressureTests {
                 logger: logger)
             // Wired as the server wires them: the decoder hands requests to the handler with a call.
             decoder = RequestDecoderHandler(decoder: RequestFrameDecoder(), intake: intake, receiver: handler)
+            if let heldWrites { try channel.pipeline.syncOperations.addHandler(heldWrites) }
             try channel.pipeline.syncOperations.addHandler(decoder)
             try channel.pipeline.syncOperations.addHandler(handler)
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
@@ -216,6 +254,42 @@ struct BackpressureTests {
             let expected = (1...20).map { "-CONFLICT stream order/o1 is at version \($0), expected NONE\r\n" }.joined()
             #expect(replies == expected)
             #expect(connection.decoder.bufferedBytes == 0)
+        }
+    }
+
+    @Test("end of input: the connection closes only once its last replies are written, not while they wait")
+    func endOfInputWaitsForTheRepliesToBeWritten() throws {
+        try Self.withLog { log in
+            let socket = HeldWrites()
+            let connection = try Connection(log: log, heldWrites: socket)
+            try connection.channel.writeInbound(ByteBuffer(string: "PING\r\nPING\r\n"))
+            connection.channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+            connection.channel.embeddedEventLoop.run()
+            // Both replies wait in the "socket": closing now would drop them.
+            #expect(connection.channel.isActive)
+            #expect(try connection.replies() == "")
+            socket.release()
+            #expect(try connection.replies() == "+PONG\r\n+PONG\r\n")
+            connection.channel.embeddedEventLoop.run()
+            #expect(!connection.channel.isActive)
+            #expect(socket.dropped == 0)
+        }
+    }
+
+    @Test("end of input after QUIT: the connection still waits for +OK to be written before it closes")
+    func endOfInputAfterQuitWaitsForItsReply() throws {
+        try Self.withLog { log in
+            let socket = HeldWrites()
+            let connection = try Connection(log: log, heldWrites: socket)
+            try connection.channel.writeInbound(ByteBuffer(string: "QUIT\r\n"))
+            connection.channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+            connection.channel.embeddedEventLoop.run()
+            #expect(connection.channel.isActive)
+            socket.release()
+            #expect(try connection.replies() == "+OK\r\n")
+            connection.channel.embeddedEventLoop.run()
+            #expect(!connection.channel.isActive)
+            #expect(socket.dropped == 0)
         }
     }
 

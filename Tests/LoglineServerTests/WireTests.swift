@@ -1,5 +1,6 @@
 import Foundation
 import LoglineCore
+import LoglineLog
 import Testing
 
 /// Raw bytes on the socket, as netcat and redis-cli send them.
@@ -87,6 +88,27 @@ struct WireTests {
         let reply = await connection.readToEnd()
         #expect(reply.contains("\"position\":1"))
         #expect(server.log.headPosition == 1)
+        await server.stop()
+    }
+
+    @Test func halfClosedClientGetsEveryReplyEvenWhenTheyOutgrowTheSocketBuffers() async throws {
+        let server = try await RunningServer.start()
+        // A READALL of these 500 events is a reply of about 1 MB, to a client with a small receive buffer that has
+        // already sent end of input: the server answers both requests in full, then closes.
+        let data = #"{"padding":""# + String(repeating: "x", count: 2000) + #""}"#
+        let stream = try StreamName(aggregateType: "order", aggregateID: "o1")
+        let events = (0..<500).map { _ in ProposedEvent(eventType: "e", data: Array(data.utf8)) }
+        _ = try awaitAppend(server.log, AppendRequest(stream: stream, events: events))
+        let single = try RawConnection(port: server.port)
+        try single.send("READALL COUNT 500\r\n")
+        let one = try await single.readReplies(1)
+        #expect(one.hasPrefix("*500\r\n"))
+        let connection = try RawConnection(port: server.port, receiveBufferBytes: 4096)
+        try connection.send("READALL COUNT 500\r\nREADALL COUNT 500\r\n")
+        connection.shutdownWrite()
+        let text = await connection.readToEnd()
+        #expect(text.utf8.count == 2 * one.utf8.count)
+        #expect(text == one + one)
         await server.stop()
     }
 
