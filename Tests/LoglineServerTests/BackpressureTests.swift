@@ -257,36 +257,27 @@ struct BackpressureTests {
         }
     }
 
-    @Test("end of input: the connection closes only once its last replies are written, not while they wait")
-    func endOfInputWaitsForTheRepliesToBeWritten() throws {
+    /// Requests sent just before end of input, and their replies: PINGs leave nothing pending when the input ends;
+    /// QUIT has already begun closing.
+    static let lastRequests: [(requests: String, replies: String)] = [
+        ("PING\r\nPING\r\n", "+PONG\r\n+PONG\r\n"), ("QUIT\r\n", "+OK\r\n"),
+    ]
+
+    @Test(
+        "end of input: the connection closes only once its last replies are written, not while they wait",
+        arguments: lastRequests)
+    func endOfInputWaitsForTheRepliesToBeWritten(requests: String, replies: String) throws {
         try Self.withLog { log in
             let socket = HeldWrites()
             let connection = try Connection(log: log, heldWrites: socket)
-            try connection.channel.writeInbound(ByteBuffer(string: "PING\r\nPING\r\n"))
+            try connection.channel.writeInbound(ByteBuffer(string: requests))
             connection.channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
             connection.channel.embeddedEventLoop.run()
-            // Both replies wait in the "socket": closing now would drop them.
+            // The replies wait in the "socket": closing now would drop them.
             #expect(connection.channel.isActive)
             #expect(try connection.replies() == "")
             socket.release()
-            #expect(try connection.replies() == "+PONG\r\n+PONG\r\n")
-            connection.channel.embeddedEventLoop.run()
-            #expect(!connection.channel.isActive)
-            #expect(socket.dropped == 0)
-        }
-    }
-
-    @Test("end of input after QUIT: the connection still waits for +OK to be written before it closes")
-    func endOfInputAfterQuitWaitsForItsReply() throws {
-        try Self.withLog { log in
-            let socket = HeldWrites()
-            let connection = try Connection(log: log, heldWrites: socket)
-            try connection.channel.writeInbound(ByteBuffer(string: "QUIT\r\n"))
-            connection.channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
-            connection.channel.embeddedEventLoop.run()
-            #expect(connection.channel.isActive)
-            socket.release()
-            #expect(try connection.replies() == "+OK\r\n")
+            #expect(try connection.replies() == replies)
             connection.channel.embeddedEventLoop.run()
             #expect(!connection.channel.isActive)
             #expect(socket.dropped == 0)
