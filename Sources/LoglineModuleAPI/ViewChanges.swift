@@ -62,8 +62,7 @@ public struct ViewChanges: Sendable {
     public mutating func put(_ view: String, key: String, document: JSONValue) throws {
         let index = try index(of: view)
         guard !key.isEmpty, key.utf8.count <= 200, !key.utf8.contains(0) else { throw ViewError.invalidKey(key) }
-        remember(index, key)
-        byView[index][key] = .some(document)
+        record(index, key, previous: byView[index].updateValue(JSONValue?.some(document), forKey: key))
     }
 
     /// Removes the document of `key` from `view`.
@@ -73,8 +72,7 @@ public struct ViewChanges: Sendable {
     /// - Throws: ``ViewError/unknownView(_:)``.
     public mutating func delete(_ view: String, key: String) throws {
         let index = try index(of: view)
-        remember(index, key)
-        byView[index][key] = .some(nil)
+        record(index, key, previous: byView[index].updateValue(JSONValue?.none, forKey: key))
     }
 
     /// Forgets all changes (the host starts each batch afresh).
@@ -123,9 +121,10 @@ public struct ViewChanges: Sendable {
         recording = false
     }
 
-    private mutating func remember(_ view: Int, _ key: String) {
+    /// Records what a write replaced, while a savepoint is open: the key is looked up once, by the write itself.
+    private mutating func record(_ view: Int, _ key: String, previous: JSONValue??) {
         guard recording else { return }
-        undo.append(UndoEntry(view: view, key: key, previous: byView[view][key]))
+        undo.append(UndoEntry(view: view, key: key, previous: previous))
     }
 }
 
