@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -248,6 +249,41 @@ def log(message):
 # MARK: - Durable append: redis-benchmark, Logline APPEND against Redis XADD
 
 
+def cpu_seconds(pid):
+    """User plus system CPU time of a process so far, in seconds, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CPUPerRequest:
+    """The CPU time a server and redis-benchmark spent per request over one run, in microseconds.
+
+    On two cores both processes share the machine: a server that costs more CPU per request leaves less to the
+    client and to itself, whatever its design. The server's time is from /proc; redis-benchmark's from
+    getrusage(RUSAGE_CHILDREN), which counts the children this process has waited for, so only that run.
+    """
+
+    def __init__(self, server_pid):
+        self.server_pid = server_pid
+        self.server = self.client = None
+
+    def __enter__(self):
+        self.server_before = cpu_seconds(self.server_pid)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.client_before = children.ru_utime + children.ru_stime
+        return self
+
+    def __exit__(self, *exception):
+        self.server_spent = cpu_seconds(self.server_pid) - self.server_before
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.client_spent = children.ru_utime + children.ru_stime - self.client_before
+        return False
+
+    def text(self, requests):
+        return f"{1e6 * self.server_spent / requests:.1f} / {1e6 * self.client_spent / requests:.1f}"
+
+
 def redis_benchmark(port, clients, pipeline, requests, *command):
     """Returns (requests/s, p50 ms, p99 ms)."""
     out = subprocess.run(
@@ -265,11 +301,16 @@ def section_append(args, servers, rows, notes):
     append = ("APPEND", "order", "__rand_int__", "order-created", '{"x":1}')
     xadd = ("XADD", "order:__rand_int__", "*", "x", "1")
     section_rows = []
+    cpu = []
     for clients, pipeline in ((1, 1), (50, 1), (50, 16)):
         n = args.requests if clients > 1 else max(1000, args.requests // 20)
         log(f"append: {clients} client(s), pipeline {pipeline}, {n} requests")
-        l_rps, l_p50, l_p99 = redis_benchmark(port, clients, pipeline, n, *append)
-        a_rps, a_p50, a_p99 = redis_benchmark(always_port, clients, pipeline, n, *xadd)
+        with CPUPerRequest(logline.pid) as logline_cpu:
+            l_rps, l_p50, l_p99 = redis_benchmark(port, clients, pipeline, n, *append)
+        with CPUPerRequest(always.pid) as redis_cpu:
+            a_rps, a_p50, a_p99 = redis_benchmark(always_port, clients, pipeline, n, *xadd)
+        cpu.append(f"{clients} client{'s' if clients > 1 else ''}, pipeline {pipeline}: Logline "
+                   f"{logline_cpu.text(n)}, Redis always {redis_cpu.text(n)}")
         e_rps, e_p50, e_p99 = redis_benchmark(everysec_port, clients, pipeline, n, *xadd)
         scenario = f"durable append, {clients} client{'s' if clients > 1 else ''}, pipeline {pipeline}"
         if clients == 1:
@@ -300,7 +341,8 @@ def section_append(args, servers, rows, notes):
         f"clients and {max(1000, args.requests // 20):,} at 1; Logline `APPEND order __rand_int__ order-created "
         f"{{\"x\":1}}` with --modules none, Redis `XADD order:__rand_int__ * x 1`. Logline answers an append "
         f"after its fsync; so does Redis with appendfsync always; everysec answers before. Peak RSS: Logline "
-        f"{peak:.0f} MB (anonymous {anon:.0f} MB at the end), Redis {redis_peak:.0f} MB.")
+        f"{peak:.0f} MB (anonymous {anon:.0f} MB at the end), Redis {redis_peak:.0f} MB. CPU per request, "
+        f"server / redis-benchmark, in µs: {'; '.join(cpu)}.")
 
 
 # MARK: - NATS JetStream against Logline, one Python harness
@@ -689,10 +731,15 @@ def section_read(args, servers, rows, notes):
     redis_conn.close()
 
     section_rows = []
+    cpu = []
     for clients, pipeline in ((50, 1), (50, 16)):
         log(f"read: GET, {clients} clients, pipeline {pipeline}")
-        l_rps, l_p50, l_p99 = redis_benchmark(port, clients, pipeline, args.requests, "GET", "orders", "o1")
-        r_rps, r_p50, r_p99 = redis_benchmark(redis_port, clients, pipeline, args.requests, "GET", "order:o1")
+        with CPUPerRequest(logline.pid) as logline_cpu:
+            l_rps, l_p50, l_p99 = redis_benchmark(port, clients, pipeline, args.requests, "GET", "orders", "o1")
+        with CPUPerRequest(redis.pid) as redis_cpu:
+            r_rps, r_p50, r_p99 = redis_benchmark(redis_port, clients, pipeline, args.requests, "GET", "order:o1")
+        cpu.append(f"GET, pipeline {pipeline}: Logline {logline_cpu.text(args.requests)}, Redis "
+                   f"{redis_cpu.text(args.requests)}")
         section_rows.append(Row(f"GET one order document ({len(document)} bytes), {clients} clients, pipeline "
                                 f"{pipeline}", l_rps, unit="ops/s", p50=l_p50, p99=l_p99,
                                 peer="Redis GET of the same JSON", peer_value=r_rps, peer_p50=r_p50, peer_p99=r_p99,
@@ -723,7 +770,8 @@ def section_read(args, servers, rows, notes):
         f"{args.saga_connections} connections, since a connection runs one SUBMIT at a time) to the order-approved "
         f"event on a SUBSCRIBE connection, stamped on arrival by a thread of its own; the submitter sleeps between "
         f"orders. Peak RSS: Logline {peak:.0f} MB (anonymous {anon:.0f} MB at the end), Redis "
-        f"{memory_mb(redis.pid)[0]:.0f} MB.")
+        f"{memory_mb(redis.pid)[0]:.0f} MB. CPU per request, server / redis-benchmark, in µs, 50 clients: "
+        f"{'; '.join(cpu)}.")
 
 
 # MARK: - Rebuild of the orders views over 1,000,000 events
