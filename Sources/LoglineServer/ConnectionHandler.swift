@@ -109,6 +109,8 @@ final class ConnectionHandler: ChannelInboundHandler, RequestFrameReceiver {
     private var unflushedBytes = 0
     /// A flush is scheduled for the end of the event loop's turn.
     private var flushDue = false
+    /// Replies gathered or written since the last flush.
+    private var hasUnflushedReplies: Bool { outgoing != nil || unflushedBytes > 0 }
     static let flushThreshold = 64 * 1024
     private var context: ChannelHandlerContext?
     /// The server's per-event-loop hand-off of completed replies.
@@ -307,7 +309,7 @@ final class ConnectionHandler: ChannelInboundHandler, RequestFrameReceiver {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         insideReadLoop = false
-        if outgoing != nil || unflushedBytes > 0, let router, !flushDue {
+        if hasUnflushedReplies, let router, !flushDue {
             flushDue = true
             router.flushAtEndOfTurn()
         }
@@ -319,7 +321,7 @@ final class ConnectionHandler: ChannelInboundHandler, RequestFrameReceiver {
     func flushAtEndOfTurn() {
         flushDue = false
         // A drain of completions, or a reply outside the read loop, may have flushed everything since.
-        guard let context, outgoing != nil || unflushedBytes > 0 else { return }
+        guard let context, hasUnflushedReplies else { return }
         flushOutgoing(context)
     }
 
