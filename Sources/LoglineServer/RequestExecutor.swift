@@ -386,9 +386,7 @@ final class RequestExecutor: Sendable {
             } else {
                 appendedJSON(outcome.events[0], duplicate: outcome.alreadyAppended, into: &json)
             }
-            var buffer = allocator.buffer(capacity: json.count + 16)
-            ReplyWriter.bulk(json, into: &buffer)
-            return buffer
+            return bulkReply(json)
         case .failure(let error):
             let code: ErrorCode
             switch error {
@@ -465,8 +463,6 @@ final class RequestExecutor: Sendable {
         json.append(contentsOf: #","total_connections":"#.utf8)
         EnvelopeJSON.appendDecimal(UInt64(max(0, totalConnections.load(ordering: .relaxed))), to: &json)
         json.append(UInt8(ascii: "}"))
-        var buffer = allocator.buffer(capacity: json.count + 16)
-        ReplyWriter.bulk(json, into: &buffer)
-        return buffer
+        return bulkReply(json)
     }
 }
