@@ -38,6 +38,10 @@ public enum ReplyWriter {
         buffer.writeStaticString("\r\n")
     }
 
+    /// The most bytes a bulk string takes beyond its payload: `$`, the length's digits and two CRLFs. A buffer with
+    /// this much room past the payload takes ``bulk(_:into:)`` without growing.
+    public static let bulkFramingBytes = 24
+
     /// `$len\r\nbytes\r\n`.
     /// - Parameters:
     ///   - bytes: The payload (a JSON document, in Logline's replies).
@@ -47,7 +51,7 @@ public enum ReplyWriter {
         let written = bytes.withContiguousStorageIfAvailable { payload in
             // The whole reply in one write into the buffer's memory: a reply to GET is mostly this, and writing it
             // piece by piece cost a check of the buffer's storage and a String for the length each time.
-            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: payload.count + 24) { target in
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: payload.count + bulkFramingBytes) { target in
                 var offset = 0
                 target[offset] = UInt8(ascii: "$")
                 offset += 1

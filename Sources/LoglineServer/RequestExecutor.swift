@@ -333,7 +333,7 @@ final class RequestExecutor: Sendable {
     }
 
     private func bulkReply(_ bytes: [UInt8]) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: bytes.count + 16)
+        var buffer = allocator.buffer(capacity: bytes.count + ReplyWriter.bulkFramingBytes)
         ReplyWriter.bulk(bytes, into: &buffer)
         return buffer
     }
@@ -345,7 +345,8 @@ final class RequestExecutor: Sendable {
     }
 
     private func documentsReply(_ documents: [[UInt8]]) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: 16 + documents.reduce(0) { $0 + $1.count + 16 })
+        var buffer = allocator.buffer(
+            capacity: 16 + documents.reduce(0) { $0 + $1.count + ReplyWriter.bulkFramingBytes })
         ReplyWriter.arrayHeader(documents.count, into: &buffer)
         for document in documents { ReplyWriter.bulk(document, into: &buffer) }
         return buffer
