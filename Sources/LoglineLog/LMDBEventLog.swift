@@ -29,6 +29,10 @@ public final class LMDBEventLog: EventLog {
         /// How many `stream_events` entries wait in memory (``PendingStreamIndex``) before a group commit writes
         /// them in bulk; 1 writes each commit's entries in that commit.
         public var streamIndexBatch: Int = 16_384
+        /// About how many streams' current versions the writer keeps once their entries are in `stream_events`
+        /// (``StreamHeadCache``), so that an append to one of them reads no page of the stream index; 0 keeps none.
+        /// About 80 bytes a stream.
+        public var streamHeadCacheCapacity: Int = 262_144
         /// How many bytes of the store's mapped pages may always stay in the process's resident set before they
         /// are handed back to the page cache (``LoglineLMDB/LMDBEnvironment/releaseMappedPages()``), checked every
         /// 2 ms; `nil` (the default) leaves them to the kernel. See ``residentSetTarget`` for when more may stay.
@@ -189,7 +193,8 @@ public final class LMDBEventLog: EventLog {
         }
         self.head = Atomic(lastPosition)
         self.lastRecordedAt = Atomic(0)
-        self.pendingIndex = Mutex(PendingStreamIndex(indexedThrough: lastPosition))
+        self.pendingIndex = Mutex(
+            PendingStreamIndex(indexedThrough: lastPosition, headCapacity: configuration.streamHeadCacheCapacity))
         if let limit = configuration.residentMapLimit, let baseline = LMDBEnvironment.residentBytes()?.shared {
             self.mapResidency = (baseline, max(limit, configuration.residentSetTarget ?? 0), limit)
         } else {
@@ -767,9 +772,9 @@ public final class LMDBEventLog: EventLog {
         var results: [WorkOutcome]
         var head: LogPosition
         var recordedAt: Int64
-        /// The batch's stream-index entries, when they go to the pending index; empty when the commit wrote them
-        /// (and every pending one) to `stream_events`.
-        var pendingEntries: [PendingStreamIndex.Entry]
+        /// The batch's stream-index entries: for the pending index, or written to `stream_events` by the commit
+        /// with every pending one (`wroteStreamIndex`).
+        var indexEntries: [PendingStreamIndex.Entry]
         var wroteStreamIndex: Bool
     }
 
@@ -793,7 +798,7 @@ public final class LMDBEventLog: EventLog {
                 staged = ContinuousClock.now
                 return BatchOutcome(
                     results: results, head: stager.head, recordedAt: now,
-                    pendingEntries: wroteStreamIndex ? [] : stager.indexEntries, wroteStreamIndex: wroteStreamIndex)
+                    indexEntries: stager.indexEntries, wroteStreamIndex: wroteStreamIndex)
             }
         } catch {
             // Nothing of the batch is in the store, and nothing of it has touched `head`, `lastRecordedAt` or the
@@ -819,9 +824,9 @@ public final class LMDBEventLog: EventLog {
         // Before any append of the batch is acknowledged, so that readers find every acknowledged event.
         pendingIndex.withLock { index in
             if outcome.wroteStreamIndex {
-                index.removeAll(indexedThrough: outcome.head)
+                index.removeAll(indexedThrough: outcome.head, alsoWritten: outcome.indexEntries)
             } else {
-                index.add(outcome.pendingEntries)
+                index.add(outcome.indexEntries)
             }
         }
         head.store(outcome.head, ordering: .releasing)
@@ -1049,8 +1054,8 @@ public final class LMDBEventLog: EventLog {
             let current: StreamVersion
             if let cached = streamVersions[streamKey] {
                 current = cached
-            } else if let pending = log.pendingIndex.withLock({ $0.lastVersion(of: streamKey) }) {
-                current = pending
+            } else if let known = log.pendingIndex.withLock({ $0.knownVersion(of: streamKey) }) {
+                current = known
             } else {
                 current = try log.currentVersion(of: streamKey.bytes, in: transaction)
             }

@@ -79,9 +79,16 @@ struct PendingStreamIndex {
     private(set) var streams: [StreamKey: Stream] = [:]
     /// How many entries are pending.
     private(set) var count = 0
+    /// The last versions of streams whose entries are all in `stream_events`, as far as they are kept.
+    private(set) var heads: StreamHeadCache
 
-    init(indexedThrough: LogPosition) {
+    /// - Parameters:
+    ///   - indexedThrough: The position through which `stream_events` holds every entry.
+    ///   - headCapacity: About how many streams' last versions to keep once their entries are written
+    ///     (``StreamHeadCache``).
+    init(indexedThrough: LogPosition, headCapacity: Int = 0) {
         self.indexedThrough = indexedThrough
+        self.heads = StreamHeadCache(capacity: headCapacity)
     }
 
     /// Adds the entries of a commit, in the order they were staged (each stream's versions ascending).
@@ -101,6 +108,12 @@ struct PendingStreamIndex {
     /// The last pending version of a stream, if it has pending entries.
     func lastVersion(of streamKey: StreamKey) -> StreamVersion? {
         streams[streamKey]?.lastVersion
+    }
+
+    /// A stream's current version when it is known without reading `stream_events`: its last pending entry's, or
+    /// else its last written entry's, when ``heads`` keeps it.
+    mutating func knownVersion(of streamKey: StreamKey) -> StreamVersion? {
+        streams[streamKey]?.lastVersion ?? heads.version(of: streamKey)
     }
 
     /// Every pending entry and then `more`, sorted by stream key and version: the order of `stream_events`, so that
@@ -131,7 +144,12 @@ struct PendingStreamIndex {
     }
 
     /// Forgets every pending entry: a commit wrote them, and every entry up to `position`, to `stream_events`.
-    mutating func removeAll(indexedThrough position: LogPosition) {
+    /// - Parameters:
+    ///   - position: The position `stream_events` now holds every entry through.
+    ///   - written: The entries the commit wrote besides the pending ones (its own), in the order staged.
+    mutating func removeAll(indexedThrough position: LogPosition, alsoWritten written: [Entry] = []) {
+        for (streamKey, stream) in streams { heads.record(stream.lastVersion, of: streamKey) }
+        for entry in written { heads.record(entry.version, of: entry.streamKey) }
         streams = [:]
         count = 0
         indexedThrough = position

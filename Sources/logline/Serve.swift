@@ -86,6 +86,14 @@ struct Serve: AsyncParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp(
+            "About how many streams' current versions stay in memory once their stream-index entries are written "
+                + "(about 80 bytes each; 0: none), so that appends to them need not read the stream index.",
+            valueName: "streams"))
+    var streamHeadCache: Int = LMDBEventLog.Configuration().streamHeadCacheCapacity
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
             "The resident memory, in MiB, under which the store's pages read through its memory map stay mapped. Past "
                 + "it they are handed back to the page cache (at most 16 MiB of them stay), and read again from "
                 + "there when needed. Higher keeps more of the store's indexes at hand.",
@@ -206,6 +214,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--idle-timeout and --shutdown-timeout must be at least 0")
         }
         guard streamIndexBatch >= 1 else { throw ValidationError("--stream-index-batch must be at least 1") }
+        guard streamHeadCache >= 0 else { throw ValidationError("--stream-head-cache must be 0 or more") }
         guard residentTarget >= 16 && residentTarget <= 1 << 30 else {
             throw ValidationError("--resident-target must be between 16 and 1073741824 MiB")
         }
@@ -250,6 +259,7 @@ struct Serve: AsyncParsableCommand {
         do {
             var logConfiguration = LMDBEventLog.Configuration()
             logConfiguration.streamIndexBatch = streamIndexBatch
+            logConfiguration.streamHeadCacheCapacity = streamHeadCache
             // The server's one store: its mapped pages stay while the resident set is under its target, and never
             // more than 16 MB of them when it is over.
             logConfiguration.residentMapLimit = 16 << 20

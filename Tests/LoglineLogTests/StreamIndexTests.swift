@@ -5,10 +5,12 @@ import Testing
 
 @testable import LoglineLog
 
-/// A configuration that writes the stream index in bulk every `batch` entries.
-private func indexBatchConfiguration(_ batch: Int) -> LMDBEventLog.Configuration {
+/// A configuration that writes the stream index in bulk every `batch` entries, keeping the last versions of
+/// about `heads` streams whose entries it wrote (the default when `nil`).
+private func indexBatchConfiguration(_ batch: Int, heads: Int? = nil) -> LMDBEventLog.Configuration {
     var configuration = LMDBEventLog.Configuration()
     configuration.streamIndexBatch = batch
+    if let heads { configuration.streamHeadCacheCapacity = heads }
     return configuration
 }
 
@@ -100,13 +102,113 @@ struct PendingStreamIndexTests {
         #expect(index.indexedThrough == 4)
         #expect(index.lastVersion(of: key) == nil)
     }
+
+    @Test("once written, a stream's last version stays known: the pending one first, then the written one")
+    func knownVersionsOutliveTheBulkWrite() {
+        let other = StreamKey(Array("apple\u{0}9\u{0}".utf8))
+        let third = StreamKey(Array("zebra\u{0}1\u{0}".utf8))
+        var index = PendingStreamIndex(indexedThrough: 0, headCapacity: 100)
+        index.add([.init(streamKey: key, version: 1, position: 1), .init(streamKey: key, version: 2, position: 2)])
+        #expect(index.knownVersion(of: key) == 2)
+        #expect(index.knownVersion(of: other) == nil)
+        // The commit that writes the pending entries also wrote its own: `other` 5 and 6, `key` 3.
+        index.removeAll(
+            indexedThrough: 5,
+            alsoWritten: [
+                .init(streamKey: other, version: 5, position: 3), .init(streamKey: key, version: 3, position: 4),
+                .init(streamKey: other, version: 6, position: 5),
+            ])
+        #expect(index.lastVersion(of: key) == nil)
+        #expect(index.knownVersion(of: key) == 3)
+        #expect(index.knownVersion(of: other) == 6)
+        #expect(index.knownVersion(of: third) == nil)
+        // A pending entry is newer than the written head.
+        index.add([.init(streamKey: key, version: 4, position: 6)])
+        #expect(index.knownVersion(of: key) == 4)
+        index.removeAll(indexedThrough: 6)
+        #expect(index.knownVersion(of: key) == 4)
+    }
+
+    @Test("without a capacity no written version is kept")
+    func noHeadsWithoutCapacity() {
+        var index = PendingStreamIndex(indexedThrough: 0)
+        index.add([.init(streamKey: key, version: 1, position: 1)])
+        index.removeAll(indexedThrough: 1)
+        #expect(index.knownVersion(of: key) == nil)
+        #expect(index.heads.count == 0)
+    }
+}
+
+@Suite("StreamHeadCache: the last versions of written streams, in two generations")
+struct StreamHeadCacheTests {
+    private func key(_ id: Int) -> StreamKey { StreamKey(Array("order\u{0}\(id)\u{0}".utf8)) }
+
+    @Test("a full generation becomes the older one; the generation before it is forgotten")
+    func generations() {
+        var cache = StreamHeadCache(capacity: 6)
+        #expect(cache.generationSize == 3)
+        cache.record(1, of: key(1))
+        cache.record(1, of: key(2))
+        #expect(cache.count == 2)
+        cache.record(1, of: key(3))  // the newer generation is full: it is now the older one
+        cache.record(1, of: key(4))
+        cache.record(1, of: key(5))
+        #expect(cache.count == 5)
+        cache.record(1, of: key(6))  // full again: 1, 2 and 3 are forgotten
+        #expect(cache.version(of: key(1)) == nil)
+        #expect(cache.version(of: key(3)) == nil)
+        #expect(cache.version(of: key(4)) == 1)
+        #expect(cache.count == 3)
+    }
+
+    @Test("a stream found in the older generation moves to the newer one and stays")
+    func foundStreamsStay() {
+        var cache = StreamHeadCache(capacity: 4)
+        cache.record(7, of: key(1))
+        cache.record(1, of: key(2))  // rotates: 1 and 2 are older
+        #expect(cache.version(of: key(1)) == 7)  // 1 moves to the newer generation
+        cache.record(1, of: key(3))  // rotates: 1 and 3 are older, 2 is forgotten
+        #expect(cache.version(of: key(2)) == nil)
+        #expect(cache.version(of: key(1)) == 7)
+    }
+
+    @Test("a newer version replaces the one in either generation, and the older one never comes back")
+    func newerVersionsWin() {
+        var cache = StreamHeadCache(capacity: 4)
+        cache.record(1, of: key(1))
+        cache.record(1, of: key(2))  // rotates: 1 is older, at version 1
+        cache.record(5, of: key(1))  // newer, at version 5
+        #expect(cache.version(of: key(1)) == 5)
+        cache.record(1, of: key(3))  // rotates: 1 at 5 and 3 are older, 1 at version 1 is forgotten
+        #expect(cache.version(of: key(1)) == 5)  // and 1 moves to the newer generation again
+        cache.record(1, of: key(4))  // rotates: 1 at 5 and 4 are older
+        cache.record(1, of: key(5))
+        cache.record(1, of: key(6))  // rotates: 1 is forgotten
+        #expect(cache.version(of: key(1)) == nil)
+    }
+
+    @Test("a capacity of 0 or 1 keeps nothing")
+    func noCapacity() {
+        for capacity in [0, 1] {
+            var cache = StreamHeadCache(capacity: capacity)
+            cache.record(3, of: key(1))
+            #expect(cache.version(of: key(1)) == nil)
+            #expect(cache.count == 0)
+        }
+    }
 }
 
 @Suite("LMDBEventLog: the stream index written in bulk", .timeLimit(.minutes(2)))
 struct StreamIndexTests {
-    @Test("reads and expectations see every version while the index is written in bulk every few events")
-    func readsAcrossBulkWrites() async throws {
-        try await withLog(configuration: indexBatchConfiguration(7)) { log, _ in try await appendAndReadBack(log) }
+    /// With no stream heads kept, every version not pending comes from `stream_events`; with 4 (two generations of
+    /// two), streams come and go from the cache; with 1,000, every stream stays in it.
+    @Test(
+        "reads and expectations see every version while the index is written in bulk every few events",
+        arguments: [0, 4, 1000])
+    func readsAcrossBulkWrites(heads: Int) async throws {
+        try await withLog(configuration: indexBatchConfiguration(7, heads: heads)) { log, _ in
+            try await appendAndReadBack(log)
+        }
     }
 
     /// Appends to five streams in rounds, checking every stream's reads and version after each append.
