@@ -26,9 +26,13 @@ public final class LMDBEventLog: EventLog {
         /// changes are held in memory twice (LMDB's dirty pages and the journal record) until it is durable. A
         /// larger request still goes, alone.
         public var maximumBatchBytes: Int = 64 << 20
-        /// How many `stream_events` entries wait in memory (``PendingStreamIndex``) before a group commit writes
-        /// them in bulk; 1 writes each commit's entries in that commit.
-        public var streamIndexBatch: Int = 16_384
+        /// How many `stream_events` entries wait in memory (``PendingStreamIndex``) before the group commits write
+        /// them in bulk, ``streamIndexChunk`` a commit; 1 writes each commit's entries in the next commit. More
+        /// entries share more leaf pages of the index, so the bulk write costs less an entry.
+        public var streamIndexBatch: Int = 131_072
+        /// The most `stream_events` entries of a bulk write that one group commit writes: what bounds the time it
+        /// adds to that commit.
+        public var streamIndexChunk: Int = 4096
         /// About how many streams' current versions the writer keeps once their entries are in `stream_events`
         /// (``StreamHeadCache``), so that an append to one of them reads no page of the stream index; 0 keeps none.
         /// About 80 bytes a stream.
@@ -263,8 +267,9 @@ public final class LMDBEventLog: EventLog {
     }
 
     /// Writes the `stream_events` entries of the events after `indexed_through`: those of the last commits before
-    /// the process stopped without writing its ``PendingStreamIndex``: fewer than ``Configuration/streamIndexBatch``
-    /// events and one group commit's, in one transaction, before the writer starts.
+    /// the process stopped without writing its ``PendingStreamIndex`` (about ``Configuration/streamIndexBatch``
+    /// events and those that came during a bulk write under way, some of which that write may have written
+    /// already), in one transaction, before the writer starts.
     private func indexUnindexedEvents(head: LogPosition) throws {
         let indexedThrough = try environment.read { transaction in try self.indexedThrough(in: transaction) }
         guard indexedThrough < head else { return }
@@ -300,16 +305,23 @@ public final class LMDBEventLog: EventLog {
         return StorageLayout.readBigEndian(stored)
     }
 
-    /// Writes stream-index entries (sorted) and the position they complete the index to.
+    /// Writes stream-index entries (sorted) and the position they complete the index to (``PendingStreamIndex``).
     private func writeStreamIndex(
         _ entries: [PendingStreamIndex.Entry], through position: LogPosition, in transaction: LMDBTransaction
+    ) throws {
+        try writeStreamIndexEntries(entries, in: transaction)
+        try transaction.put(meta, key: StorageLayout.indexedThroughKey, value: StorageLayout.bigEndian(position))
+    }
+
+    /// Writes stream-index entries, sorted, without moving `indexed_through`: a chunk of a bulk write.
+    private func writeStreamIndexEntries(
+        _ entries: some Collection<PendingStreamIndex.Entry>, in transaction: LMDBTransaction
     ) throws {
         for entry in entries {
             try transaction.put(
                 streamEvents, key: StorageLayout.streamEventKey(entry.streamKey.bytes, version: entry.version),
                 value: StorageLayout.bigEndian(entry.position))
         }
-        try transaction.put(meta, key: StorageLayout.indexedThroughKey, value: StorageLayout.bigEndian(position))
     }
 
     /// Stops taking appends, finishes those already queued, and stops the writer thread.
@@ -444,19 +456,25 @@ public final class LMDBEventLog: EventLog {
                 bytes += recorded.data.count + recorded.metadata.count
                 return result.count < limit && bytes < Self.maximumReadBytes
             }
+            // The last version found in `stream_events`.
+            var indexedVersion: StreamVersion = 0
             let more = try transaction.withCursor(streamEvents) { cursor in
                 var entry = try cursor.seek(atOrAfter: StorageLayout.streamEventKey(prefix, version: first))
                 while let current = entry, current.key.count == prefix.count + 8,
                     current.key.starts(with: prefix)
                 {
+                    indexedVersion = StorageLayout.readBigEndian(current.key, at: prefix.count)
                     guard try add(StorageLayout.readBigEndian(current.value)) else { return false }
                     entry = try cursor.next()
                 }
                 return true
             }
-            // The pending entries follow every version in the snapshot's `stream_events`.
+            // The pending entries follow every version in the snapshot's `stream_events`; a bulk write under way
+            // may have put the first of them there too.
             if more, let pending {
-                for position in pending.positions { guard try add(position) else { break } }
+                let skipped =
+                    indexedVersion >= pending.firstVersion ? Int(indexedVersion - pending.firstVersion) + 1 : 0
+                for position in pending.positions.dropFirst(skipped) { guard try add(position) else { break } }
             }
             return result
         }
@@ -772,10 +790,10 @@ public final class LMDBEventLog: EventLog {
         var results: [WorkOutcome]
         var head: LogPosition
         var recordedAt: Int64
-        /// The batch's stream-index entries: for the pending index, or written to `stream_events` by the commit
-        /// with every pending one (`wroteStreamIndex`).
+        /// The batch's stream-index entries, for the pending index.
         var indexEntries: [PendingStreamIndex.Entry]
-        var wroteStreamIndex: Bool
+        /// The chunk of a bulk write of the pending index that the commit wrote to `stream_events`.
+        var indexChunk: PendingStreamIndex.Chunk?
     }
 
     private func commit(_ batch: [PendingWork]) {
@@ -794,11 +812,11 @@ public final class LMDBEventLog: EventLog {
                     case .unit(let unit, _): return .unit(try stager.stage(unit))
                     }
                 }
-                let wroteStreamIndex = try stager.finish()
+                let indexChunk = try stager.finish()
                 staged = ContinuousClock.now
                 return BatchOutcome(
-                    results: results, head: stager.head, recordedAt: now,
-                    indexEntries: stager.indexEntries, wroteStreamIndex: wroteStreamIndex)
+                    results: results, head: stager.head, recordedAt: now, indexEntries: stager.indexEntries,
+                    indexChunk: indexChunk)
             }
         } catch {
             // Nothing of the batch is in the store, and nothing of it has touched `head`, `lastRecordedAt` or the
@@ -823,11 +841,8 @@ public final class LMDBEventLog: EventLog {
         let finished = ContinuousClock.now
         // Before any append of the batch is acknowledged, so that readers find every acknowledged event.
         pendingIndex.withLock { index in
-            if outcome.wroteStreamIndex {
-                index.removeAll(indexedThrough: outcome.head, alsoWritten: outcome.indexEntries)
-            } else {
-                index.add(outcome.indexEntries)
-            }
+            index.add(outcome.indexEntries)
+            if let chunk = outcome.indexChunk { index.chunkCommitted(chunk) }
         }
         head.store(outcome.head, ordering: .releasing)
         lastRecordedAt.store(outcome.recordedAt, ordering: .relaxed)
@@ -950,23 +965,27 @@ public final class LMDBEventLog: EventLog {
             self.recordedAt = Timestamp(millisecondsSinceEpoch: recordedAt)
         }
 
-        /// Writes what the batch changed beyond its events: the count of streams, and the stream index when the
-        /// pending entries and the batch's reach ``Configuration/streamIndexBatch``.
-        /// - Returns: Whether it wrote the stream index (the pending entries and the batch's).
-        func finish() throws -> Bool {
+        /// Writes what the batch changed beyond its events: the count of streams, and the next chunk of a bulk
+        /// write of the pending stream index (``PendingStreamIndex/nextChunk(threshold:size:)``).
+        /// - Returns: The chunk it wrote, if any.
+        func finish() throws -> PendingStreamIndex.Chunk? {
             if newStreams > 0 {
                 let key = StorageLayout.streamCountKey
                 let before = try transaction.get(log.meta, key: key).map { StorageLayout.readBigEndian($0) } ?? 0
                 try transaction.put(log.meta, key: key, value: StorageLayout.bigEndian(before + newStreams))
             }
-            guard !indexEntries.isEmpty else { return false }
-            let entries = log.pendingIndex.withLock { index -> [PendingStreamIndex.Entry]? in
-                guard index.count + indexEntries.count >= log.configuration.streamIndexBatch else { return nil }
-                return index.sortedEntries(adding: indexEntries)
+            let configuration = log.configuration
+            guard
+                let chunk = log.pendingIndex.withLock({
+                    $0.nextChunk(threshold: configuration.streamIndexBatch, size: configuration.streamIndexChunk)
+                })
+            else { return nil }
+            try log.writeStreamIndexEntries(chunk.entries, in: transaction)
+            if chunk.completes {
+                try transaction.put(
+                    log.meta, key: StorageLayout.indexedThroughKey, value: StorageLayout.bigEndian(chunk.through))
             }
-            guard let entries else { return false }
-            try log.writeStreamIndex(entries, through: head, in: transaction)
-            return true
+            return chunk
         }
 
         /// A failure inside a commit unit, thrown to abort its nested transaction.

@@ -237,9 +237,12 @@ private struct CheckRun {
         let streamKey = view.streamKey
         let indexKey = StorageLayout.streamEventKey(streamKey, version: view.version)
         if position > indexedThrough {
-            let pending = log.pendingIndex.withLock { index in
-                index.entries(
-                    of: StreamKey(streamKey), from: view.version, after: indexedThrough, through: position)
+            let (pending, bulkWriteThrough) = log.pendingIndex.withLock { index in
+                (
+                    index.entries(
+                        of: StreamKey(streamKey), from: view.version, after: indexedThrough, through: position),
+                    index.flush?.through ?? 0
+                )
             }
             if pending?.firstVersion != view.version || pending?.positions.first != position {
                 problem(
@@ -247,11 +250,18 @@ private struct CheckRun {
                     "the event at position \(position) (\(stream) version \(view.version)), after indexed_through "
                         + "\(indexedThrough), is missing from the pending stream index")
             }
-            if try transaction.get(log.streamEvents, key: indexKey) != nil {
-                problem(
-                    .streamIndexOrphan,
-                    "stream_events has \(stream) version \(view.version) at position \(position), after "
-                        + "indexed_through \(indexedThrough)")
+            // A bulk write under way may have written it already, but only up to where that write goes.
+            if let indexed = try transaction.get(log.streamEvents, key: indexKey) {
+                if position > bulkWriteThrough {
+                    problem(
+                        .streamIndexOrphan,
+                        "stream_events has \(stream) version \(view.version) at position \(position), after "
+                            + "indexed_through \(indexedThrough)")
+                } else if indexed.count != 8 || StorageLayout.readBigEndian(indexed) != position {
+                    problem(
+                        .streamIndexMismatch,
+                        "stream_events maps \(stream) version \(view.version) to another position than \(position)")
+                }
             }
         } else if let indexed = try transaction.get(log.streamEvents, key: indexKey) {
             let target = indexed.count == 8 ? StorageLayout.readBigEndian(indexed) : 0

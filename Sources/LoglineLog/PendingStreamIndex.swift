@@ -56,6 +56,14 @@ struct StreamKey: Hashable {
 /// Readers see a stream as `stream_events` in their snapshot (every event up to the snapshot's `indexed_through`)
 /// followed by the entries here with positions after that and up to the snapshot's head. Entries are added right
 /// after their commit, before any append of it is acknowledged, so an acknowledged event is always found.
+///
+/// The bulk write is spread over several group commits (a ``Flush``), so that no one commit pays for all of it: with
+/// many streams each entry lands on its own leaf page, and writing 16,384 of them in one commit held every append of
+/// it for about a tenth of a second. Once ``count`` reaches the threshold, the entries pending then (every entry up
+/// to ``Flush/through``) are sorted, and each commit writes the next chunk of them; the one that writes the last
+/// chunk writes `indexed_through` too, and then they leave this index. Until then `stream_events` may hold some of
+/// them beyond `indexed_through` as well as here: always a stream's next versions after those it had, so a reader
+/// takes from here only the versions after the last one it found in `stream_events`.
 struct PendingStreamIndex {
     /// One stream's pending entries: consecutive versions from `firstVersion`, at ascending positions.
     struct Stream {
@@ -73,8 +81,40 @@ struct PendingStreamIndex {
         var position: LogPosition
     }
 
+    /// A bulk write of the entries up to `through`, under way: in key order, the first `written` of them committed.
+    struct Flush {
+        let through: LogPosition
+        let entries: [Entry]
+        private(set) var written = 0
+
+        init(through: LogPosition, entries: [Entry]) {
+            self.through = through
+            self.entries = entries
+        }
+
+        /// Marks the entries up to `end` committed.
+        mutating func wrote(upTo end: Int) {
+            precondition(end > written && end <= entries.count, "chunks are committed in order")
+            written = end
+        }
+    }
+
+    /// The next entries of a bulk write for a group commit to write: the commit that writes the last ones
+    /// (`completes`) writes `indexed_through` = `through` too.
+    struct Chunk {
+        let entries: ArraySlice<Entry>
+        let through: LogPosition
+        /// Where the chunk ends in ``Flush/entries``, for ``PendingStreamIndex/chunkCommitted(_:)``.
+        let end: Int
+        let completes: Bool
+    }
+
     /// `stream_events` holds the entries of every event up to this position; this index those after it.
     private(set) var indexedThrough: LogPosition
+    /// The bulk write under way, if any.
+    private(set) var flush: Flush?
+    /// The position of the last entry added.
+    private var lastPosition: LogPosition
     /// The pending entries by stream key.
     private(set) var streams: [StreamKey: Stream] = [:]
     /// How many entries are pending.
@@ -88,6 +128,7 @@ struct PendingStreamIndex {
     ///     (``StreamHeadCache``).
     init(indexedThrough: LogPosition, headCapacity: Int = 0) {
         self.indexedThrough = indexedThrough
+        self.lastPosition = indexedThrough
         self.heads = StreamHeadCache(capacity: headCapacity)
     }
 
@@ -101,8 +142,57 @@ struct PendingStreamIndex {
             } else {
                 streams[entry.streamKey] = Stream(firstVersion: entry.version, positions: [entry.position])
             }
+            lastPosition = max(lastPosition, entry.position)
         }
         count += entries.count
+    }
+
+    /// The entries for the next group commit to write to `stream_events`: the next chunk of the bulk write under
+    /// way, or the first of a new one when `threshold` entries are pending; `nil` when there is nothing to write.
+    /// - Parameters:
+    ///   - threshold: How many entries must be pending for a bulk write to start.
+    ///   - size: The most entries in a chunk.
+    mutating func nextChunk(threshold: Int, size: Int) -> Chunk? {
+        if flush == nil {
+            guard count > 0, count >= threshold else { return nil }
+            flush = Flush(through: lastPosition, entries: sortedEntries(adding: []))
+        }
+        guard let flush else { return nil }
+        let end = min(flush.written + max(1, size), flush.entries.count)
+        return Chunk(
+            entries: flush.entries[flush.written..<end], through: flush.through, end: end,
+            completes: end == flush.entries.count)
+    }
+
+    /// Notes that the commit that wrote `chunk` succeeded. After the last chunk, the bulk write's entries leave
+    /// this index (their streams' last versions go to ``heads`` when no later entry is pending), and
+    /// ``indexedThrough`` moves to its end.
+    mutating func chunkCommitted(_ chunk: Chunk) {
+        guard var flush, flush.through == chunk.through else {
+            preconditionFailure("a chunk is committed while its bulk write is under way")
+        }
+        flush.wrote(upTo: chunk.end)
+        guard chunk.completes else {
+            self.flush = flush
+            return
+        }
+        self.flush = nil
+        let through = flush.through
+        var remaining: [StreamKey: Stream] = [:]
+        for (streamKey, stream) in streams {
+            var written = 0
+            while written < stream.positions.count, stream.positions[written] <= through { written += 1 }
+            count -= written
+            if written == stream.positions.count {
+                heads.record(stream.lastVersion, of: streamKey)
+            } else {
+                remaining[streamKey] = Stream(
+                    firstVersion: stream.firstVersion + StreamVersion(written),
+                    positions: written == 0 ? stream.positions : Array(stream.positions[written...]))
+            }
+        }
+        streams = remaining
+        indexedThrough = through
     }
 
     /// The last pending version of a stream, if it has pending entries.
@@ -143,21 +233,19 @@ struct PendingStreamIndex {
         return all
     }
 
-    /// Forgets every pending entry: a commit wrote them, and every entry up to `position`, to `stream_events`.
-    /// - Parameters:
-    ///   - position: The position `stream_events` now holds every entry through.
-    ///   - written: The entries the commit wrote besides the pending ones (its own), in the order staged.
-    mutating func removeAll(indexedThrough position: LogPosition, alsoWritten written: [Entry] = []) {
+    /// Forgets every pending entry: a commit wrote them all, and every entry up to `position`, to `stream_events`
+    /// (the store's close, which ends any bulk write under way).
+    mutating func removeAll(indexedThrough position: LogPosition) {
         for (streamKey, stream) in streams { heads.record(stream.lastVersion, of: streamKey) }
-        for entry in written { heads.record(entry.version, of: entry.streamKey) }
         streams = [:]
         count = 0
+        flush = nil
         indexedThrough = position
     }
 
     /// A stream's pending entries as a reader with a snapshot sees them: those after the snapshot's
-    /// `indexed_through` (earlier ones are in its `stream_events`) and up to its head (later ones are not in its
-    /// `events`), from `version` on.
+    /// `indexed_through` (earlier ones are in its `stream_events`; some later ones may be too, written by a bulk
+    /// write under way) and up to its head (later ones are not in its `events`), from `version` on.
     /// - Returns: The first version and the positions from it; `nil` when there is none.
     func entries(
         of streamKey: StreamKey, from version: StreamVersion, after snapshotIndexedThrough: LogPosition,

@@ -77,11 +77,19 @@ struct Serve: AsyncParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "How many stream-index entries wait in memory before a group commit writes them to the store in bulk "
-                + "(1: every commit writes its own). Larger writes fewer pages per event; smaller bounds the pause "
-                + "of the commit that writes them.",
+            "How many stream-index entries wait in memory before the group commits write them to the store in "
+                + "bulk, --stream-index-chunk a commit (1: each commit's go in the next). Larger writes fewer pages "
+                + "per event and holds more in memory (about 100 bytes an entry).",
             valueName: "entries"))
     var streamIndexBatch: Int = LMDBEventLog.Configuration().streamIndexBatch
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The most stream-index entries of a bulk write that one group commit writes: what bounds the time it "
+                + "adds to that commit.",
+            valueName: "entries"))
+    var streamIndexChunk: Int = LMDBEventLog.Configuration().streamIndexChunk
 
     @Option(
         name: .long,
@@ -213,7 +221,9 @@ struct Serve: AsyncParsableCommand {
         guard idleTimeout >= 0, shutdownTimeout >= 0 else {
             throw ValidationError("--idle-timeout and --shutdown-timeout must be at least 0")
         }
-        guard streamIndexBatch >= 1 else { throw ValidationError("--stream-index-batch must be at least 1") }
+        guard streamIndexBatch >= 1, streamIndexChunk >= 1 else {
+            throw ValidationError("--stream-index-batch and --stream-index-chunk must be at least 1")
+        }
         guard streamHeadCache >= 0 else { throw ValidationError("--stream-head-cache must be 0 or more") }
         guard residentTarget >= 16 && residentTarget <= 1 << 30 else {
             throw ValidationError("--resident-target must be between 16 and 1073741824 MiB")
@@ -259,6 +269,7 @@ struct Serve: AsyncParsableCommand {
         do {
             var logConfiguration = LMDBEventLog.Configuration()
             logConfiguration.streamIndexBatch = streamIndexBatch
+            logConfiguration.streamIndexChunk = streamIndexChunk
             logConfiguration.streamHeadCacheCapacity = streamHeadCache
             // The server's one store: its mapped pages stay while the resident set is under its target, and never
             // more than 16 MB of them when it is over.

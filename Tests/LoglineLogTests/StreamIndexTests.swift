@@ -5,11 +5,14 @@ import Testing
 
 @testable import LoglineLog
 
-/// A configuration that writes the stream index in bulk every `batch` entries, keeping the last versions of
-/// about `heads` streams whose entries it wrote (the default when `nil`).
-private func indexBatchConfiguration(_ batch: Int, heads: Int? = nil) -> LMDBEventLog.Configuration {
+/// A configuration that writes the stream index in bulk every `batch` entries, `chunk` entries a commit, keeping
+/// the last versions of about `heads` streams whose entries it wrote (the defaults when `nil`).
+private func indexBatchConfiguration(_ batch: Int, chunk: Int? = nil, heads: Int? = nil)
+    -> LMDBEventLog.Configuration
+{
     var configuration = LMDBEventLog.Configuration()
     configuration.streamIndexBatch = batch
+    if let chunk { configuration.streamIndexChunk = chunk }
     if let heads { configuration.streamHeadCacheCapacity = heads }
     return configuration
 }
@@ -103,30 +106,48 @@ struct PendingStreamIndexTests {
         #expect(index.lastVersion(of: key) == nil)
     }
 
-    @Test("once written, a stream's last version stays known: the pending one first, then the written one")
-    func knownVersionsOutliveTheBulkWrite() {
+    @Test("a bulk write goes in chunks, in key order, and its entries leave once the last chunk is committed")
+    func bulkWriteInChunks() throws {
         let other = StreamKey(Array("apple\u{0}9\u{0}".utf8))
-        let third = StreamKey(Array("zebra\u{0}1\u{0}".utf8))
         var index = PendingStreamIndex(indexedThrough: 0, headCapacity: 100)
-        index.add([.init(streamKey: key, version: 1, position: 1), .init(streamKey: key, version: 2, position: 2)])
-        #expect(index.knownVersion(of: key) == 2)
-        #expect(index.knownVersion(of: other) == nil)
-        // The commit that writes the pending entries also wrote its own: `other` 5 and 6, `key` 3.
-        index.removeAll(
-            indexedThrough: 5,
-            alsoWritten: [
-                .init(streamKey: other, version: 5, position: 3), .init(streamKey: key, version: 3, position: 4),
-                .init(streamKey: other, version: 6, position: 5),
-            ])
+        index.add([
+            .init(streamKey: key, version: 1, position: 1), .init(streamKey: other, version: 5, position: 2),
+            .init(streamKey: key, version: 2, position: 3),
+        ])
+        #expect(index.nextChunk(threshold: 4, size: 2) == nil)
+        let offered = index.nextChunk(threshold: 3, size: 2)
+        let first = try #require(offered)
+        #expect(first.entries.map(\.position) == [2, 1])
+        #expect(first.through == 3)
+        #expect(!first.completes)
+        // A commit during the bulk write adds an entry after it.
+        index.add([.init(streamKey: key, version: 3, position: 4)])
+        // Until its commit succeeds, a chunk is offered again.
+        #expect(index.nextChunk(threshold: 3, size: 2)?.end == first.end)
+        index.chunkCommitted(first)
+        // Once under way, the write goes on whatever is pending.
+        let next = index.nextChunk(threshold: 100, size: 2)
+        let second = try #require(next)
+        #expect(second.entries.map(\.position) == [3])
+        #expect(second.completes)
+        #expect(index.indexedThrough == 0)
+        #expect(index.count == 4)
+        index.chunkCommitted(second)
+        #expect(index.flush == nil)
+        #expect(index.indexedThrough == 3)
+        #expect(index.count == 1)
+        // `key` keeps its entry after the write; `other` is known from the heads.
+        #expect(index.lastVersion(of: key) == 3)
+        #expect(index.lastVersion(of: other) == nil)
+        #expect(index.knownVersion(of: other) == 5)
+        let remaining = index.entries(of: key, from: 1, after: 3, through: 4)
+        #expect(remaining?.firstVersion == 3)
+        #expect(remaining.map { Array($0.positions) } == [4])
+        #expect(index.nextChunk(threshold: 2, size: 2) == nil)
+        // The close writes the rest.
+        index.removeAll(indexedThrough: 4)
         #expect(index.lastVersion(of: key) == nil)
         #expect(index.knownVersion(of: key) == 3)
-        #expect(index.knownVersion(of: other) == 6)
-        #expect(index.knownVersion(of: third) == nil)
-        // A pending entry is newer than the written head.
-        index.add([.init(streamKey: key, version: 4, position: 6)])
-        #expect(index.knownVersion(of: key) == 4)
-        index.removeAll(indexedThrough: 6)
-        #expect(index.knownVersion(of: key) == 4)
     }
 
     @Test("without a capacity no written version is kept")
@@ -201,12 +222,13 @@ struct StreamHeadCacheTests {
 @Suite("LMDBEventLog: the stream index written in bulk", .timeLimit(.minutes(2)))
 struct StreamIndexTests {
     /// With no stream heads kept, every version not pending comes from `stream_events`; with 4 (two generations of
-    /// two), streams come and go from the cache; with 1,000, every stream stays in it.
+    /// two), streams come and go from the cache; with 1,000, every stream stays in it. A chunk of 2 or 1 spreads
+    /// each bulk write over several commits, with reads and appends between them.
     @Test(
         "reads and expectations see every version while the index is written in bulk every few events",
-        arguments: [0, 4, 1000])
-    func readsAcrossBulkWrites(heads: Int) async throws {
-        try await withLog(configuration: indexBatchConfiguration(7, heads: heads)) { log, _ in
+        arguments: zip([0, 4, 1000], [4096, 2, 1]))
+    func readsAcrossBulkWrites(heads: Int, chunk: Int) async throws {
+        try await withLog(configuration: indexBatchConfiguration(7, chunk: chunk, heads: heads)) { log, _ in
             try await appendAndReadBack(log)
         }
     }
@@ -242,6 +264,8 @@ struct StreamIndexTests {
                         #expect(tail.map(\.version) == [expected - 1, expected])
                     }
                 }
+                // Consistent between any two commits, in the middle of a bulk write too.
+                #expect(try LogChecker(log: log).check().problems == [])
             }
         }
         let report = try LogChecker(log: log).check()
@@ -260,34 +284,42 @@ struct StreamIndexTests {
         }
     }
 
-    @Test("a copy taken with entries pending is indexed when it opens: reads, expectations and check agree")
-    func openIndexesWhatWasPending() async throws {
+    /// 34 events with whole bulk writes: three (of the first 10, 20 and 30 entries, each in one commit), and 4
+    /// entries pending at the backup. 33 events with chunks of 3: the third bulk write, of entries 21 to 30, has
+    /// written 9 of them beyond `indexed_through` 20 (in the commits of events 31 to 33).
+    @Test(
+        "a copy taken with entries pending, or in the middle of a bulk write, is indexed when it opens",
+        arguments: [(chunk: 4096, events: 34, indexed: 30), (chunk: 3, events: 33, indexed: 29)])
+    func openIndexesWhatWasPending(_ shape: (chunk: Int, events: Int, indexed: Int)) async throws {
         try await withTemporaryDirectory { path in
-            try await withLog(configuration: indexBatchConfiguration(10)) { log, _ in
-                // 34 events: three bulk writes (at 10, 20, 30 entries) and 4 entries pending at the backup.
-                for index in 0..<34 { _ = try await log.append(request(stream("order", "o\(index % 4)"), event())) }
+            try await withLog(configuration: indexBatchConfiguration(10, chunk: shape.chunk)) { log, _ in
+                for index in 0..<shape.events {
+                    _ = try await log.append(request(stream("order", "o\(index % 4)"), event()))
+                }
                 _ = try log.backup(to: path + "/copy")
             }
-            // The copy is what a kill -9 leaves: 30 events in stream_events, 4 only in `events`.
-            #expect(try storedIndexEntryCount(path + "/copy") == 30)
+            // The copy is what a kill -9 leaves.
+            #expect(try storedIndexEntryCount(path + "/copy") == shape.indexed)
             let copy = try LMDBEventLog(directory: path + "/copy", logger: testLogger)
             defer { copy.close() }
             #expect(try LogChecker(log: copy).check().problems == [])
             for id in 0..<4 {
                 let target = stream("order", "o\(id)")
-                #expect(try copy.streamVersion(target) == 9 - (id < 2 ? 0 : 1))
+                #expect(try copy.streamVersion(target) == UInt64((shape.events - id + 3) / 4))
                 #expect(
                     try copy.everything(in: target).map(\.position)
-                        == Array(stride(from: id + 1, through: 34, by: 4)).map { UInt64($0) })
+                        == Array(stride(from: id + 1, through: shape.events, by: 4)).map { UInt64($0) })
             }
             let next = try await copy.append(request(stream("order", "o0"), .exact(9), event()))
             #expect(next.events.map(\.version) == [10])
         }
     }
 
-    @Test("readers racing the bulk writes always see a stream whole, up to at least its acknowledged version")
-    func readersRaceBulkWrites() async throws {
-        try await withLog(configuration: indexBatchConfiguration(3)) { log, _ in
+    @Test(
+        "readers racing the bulk writes always see a stream whole, up to at least its acknowledged version",
+        arguments: [4096, 1])
+    func readersRaceBulkWrites(chunk: Int) async throws {
+        try await withLog(configuration: indexBatchConfiguration(3, chunk: chunk)) { log, _ in
             let streams = (0..<3).map { stream("race", "r\($0)") }
             let acknowledged = Locked<[UInt64]>([0, 0, 0])
             let done = Locked<Bool>(false)
