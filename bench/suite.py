@@ -331,6 +331,22 @@ def section_append(args, servers, rows, notes):
         section_rows.append(Row(f"PING (no disk: the request path alone), {clients} clients, pipeline {pipeline}",
                                 l_rps, unit="ops/s", p50=l_p50, p99=l_p99, peer="Redis PING", peer_value=r_rps,
                                 peer_p50=r_p50, peer_p99=r_p99))
+    # A store that has grown: an event store's appends must not slow down as its log and stream index grow.
+    grown = []
+    if args.grown_store > 0:
+        log(f"append: {args.grown_store:,} more appends to Logline and to Redis always (pipeline 16)")
+        redis_benchmark(port, 50, 16, args.grown_store, *append)
+        redis_benchmark(always_port, 50, 16, args.grown_store, *xadd)
+        events = json.loads(Connection(port).call("INFO"))["last_position"]
+        for clients, pipeline in ((50, 1), (50, 16)):
+            log(f"append: grown store, {clients} clients, pipeline {pipeline}")
+            l_rps, l_p50, l_p99 = redis_benchmark(port, clients, pipeline, args.requests, *append)
+            a_rps, a_p50, a_p99 = redis_benchmark(always_port, clients, pipeline, args.requests, *xadd)
+            grown.append(f"{clients} clients, pipeline {pipeline}: {l_rps / a_rps:.2f}x")
+            section_rows.append(
+                Row(f"durable append on a grown store ({events:,} events), {clients} clients, pipeline {pipeline}",
+                    l_rps, p50=l_p50, p99=l_p99, peer="Redis XADD, appendfsync always, as grown",
+                    peer_value=a_rps, peer_p50=a_p50, peer_p99=a_p99))
     peak, anon, _ = memory_mb(logline.pid)
     for row in section_rows:
         row.rss = peak
@@ -342,7 +358,10 @@ def section_append(args, servers, rows, notes):
         f"{{\"x\":1}}` with --modules none, Redis `XADD order:__rand_int__ * x 1`. Logline answers an append "
         f"after its fsync; so does Redis with appendfsync always; everysec answers before. Peak RSS: Logline "
         f"{peak:.0f} MB (anonymous {anon:.0f} MB at the end), Redis {redis_peak:.0f} MB. CPU per request, "
-        f"server / redis-benchmark, in µs: {'; '.join(cpu)}.")
+        f"server / redis-benchmark, in µs: {'; '.join(cpu)}."
+        + (f" The grown-store rows come after {args.grown_store:,} more appends to each server (`-P 16`, the same "
+           f"100,000 streams), with the same requests: against Redis grown as much, {', '.join(grown)}."
+           if grown else ""))
 
 
 # MARK: - NATS JetStream against Logline, one Python harness
@@ -959,6 +978,8 @@ def main():
     parser.add_argument("--saga-seconds", type=int, default=5, help="seconds of saga load")
     parser.add_argument("--saga-connections", type=int, default=8,
                         help="connections that submit orders, round robin (a connection runs one SUBMIT at a time)")
+    parser.add_argument("--grown-store", type=int, default=2_000_000,
+                        help="appends to each server before the grown-store append rows (0: no such rows)")
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the log for the rebuild")
     parser.add_argument("--rebuilds", type=int, default=3,
                         help="rebuild runs, each on a fresh copy of the imported store (the median is shown, and "
