@@ -307,7 +307,8 @@ public final class LMDBEventLog: EventLog {
 
     /// Writes stream-index entries (sorted) and the position they complete the index to (``PendingStreamIndex``).
     private func writeStreamIndex(
-        _ entries: [PendingStreamIndex.Entry], through position: LogPosition, in transaction: LMDBTransaction
+        _ entries: some Collection<PendingStreamIndex.Entry>, through position: LogPosition,
+        in transaction: LMDBTransaction
     ) throws {
         try writeStreamIndexEntries(entries, in: transaction)
         try transaction.put(meta, key: StorageLayout.indexedThroughKey, value: StorageLayout.bigEndian(position))
@@ -980,10 +981,10 @@ public final class LMDBEventLog: EventLog {
                     $0.nextChunk(threshold: configuration.streamIndexBatch, size: configuration.streamIndexChunk)
                 })
             else { return nil }
-            try log.writeStreamIndexEntries(chunk.entries, in: transaction)
             if chunk.completes {
-                try transaction.put(
-                    log.meta, key: StorageLayout.indexedThroughKey, value: StorageLayout.bigEndian(chunk.through))
+                try log.writeStreamIndex(chunk.entries, through: chunk.through, in: transaction)
+            } else {
+                try log.writeStreamIndexEntries(chunk.entries, in: transaction)
             }
             return chunk
         }

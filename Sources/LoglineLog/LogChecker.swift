@@ -147,6 +147,9 @@ private struct CheckRun {
     var report = CheckReport()
     /// Where `stream_events` ends: later events are in the log's pending stream index.
     var indexedThrough: LogPosition = 0
+    /// Where the bulk write of the stream index under way, if any, goes: `stream_events` may hold entries after
+    /// `indexedThrough` up to there.
+    var bulkWriteThrough: LogPosition = 0
 
     init(log: LMDBEventLog, transaction: LMDBTransaction, maximumProblems: Int) {
         self.log = log
@@ -176,6 +179,7 @@ private struct CheckRun {
             }
             if let stored = try transaction.get(log.meta, key: StorageLayout.indexedThroughKey), stored.count == 8 {
                 indexedThrough = StorageLayout.readBigEndian(stored)
+                bulkWriteThrough = log.pendingIndex.withLock { $0.flush?.through ?? 0 }
             } else {
                 problem(.streamIndexMissing, "meta has no valid indexed_through")
             }
@@ -236,13 +240,13 @@ private struct CheckRun {
 
         let streamKey = view.streamKey
         let indexKey = StorageLayout.streamEventKey(streamKey, version: view.version)
+        let indexed = try transaction.get(log.streamEvents, key: indexKey).map {
+            $0.count == 8 ? StorageLayout.readBigEndian($0) : 0
+        }
         if position > indexedThrough {
-            let (pending, bulkWriteThrough) = log.pendingIndex.withLock { index in
-                (
-                    index.entries(
-                        of: StreamKey(streamKey), from: view.version, after: indexedThrough, through: position),
-                    index.flush?.through ?? 0
-                )
+            let pending = log.pendingIndex.withLock { index in
+                index.entries(
+                    of: StreamKey(streamKey), from: view.version, after: indexedThrough, through: position)
             }
             if pending?.firstVersion != view.version || pending?.positions.first != position {
                 problem(
@@ -250,31 +254,22 @@ private struct CheckRun {
                     "the event at position \(position) (\(stream) version \(view.version)), after indexed_through "
                         + "\(indexedThrough), is missing from the pending stream index")
             }
-            // A bulk write under way may have written it already, but only up to where that write goes.
-            if let indexed = try transaction.get(log.streamEvents, key: indexKey) {
-                if position > bulkWriteThrough {
-                    problem(
-                        .streamIndexOrphan,
-                        "stream_events has \(stream) version \(view.version) at position \(position), after "
-                            + "indexed_through \(indexedThrough)")
-                } else if indexed.count != 8 || StorageLayout.readBigEndian(indexed) != position {
-                    problem(
-                        .streamIndexMismatch,
-                        "stream_events maps \(stream) version \(view.version) to another position than \(position)")
-                }
-            }
-        } else if let indexed = try transaction.get(log.streamEvents, key: indexKey) {
-            let target = indexed.count == 8 ? StorageLayout.readBigEndian(indexed) : 0
-            if target != position {
+            if indexed != nil, position > bulkWriteThrough {
                 problem(
-                    .streamIndexMismatch,
-                    "stream_events maps \(stream) version \(view.version) to position \(target), but the event is "
-                        + "at position \(position)")
+                    .streamIndexOrphan,
+                    "stream_events has \(stream) version \(view.version) at position \(position), after "
+                        + "indexed_through \(indexedThrough)")
             }
-        } else {
+        } else if indexed == nil {
             problem(
                 .streamIndexMissing,
                 "the event at position \(position) (\(stream) version \(view.version)) is missing from stream_events")
+        }
+        if let target = indexed, target != position, position <= max(indexedThrough, bulkWriteThrough) {
+            problem(
+                .streamIndexMismatch,
+                "stream_events maps \(stream) version \(view.version) to position \(target), but the event is "
+                    + "at position \(position)")
         }
 
         if let indexed = try transaction.get(log.eventIDs, key: view.eventID.bytes) {
