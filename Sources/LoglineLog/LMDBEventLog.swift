@@ -841,10 +841,12 @@ public final class LMDBEventLog: EventLog {
         }
         let finished = ContinuousClock.now
         // Before any append of the batch is acknowledged, so that readers find every acknowledged event.
-        pendingIndex.withLock { index in
+        let pendingIndexEntries = pendingIndex.withLock { index in
             index.add(outcome.indexEntries)
             if let chunk = outcome.indexChunk { index.chunkCommitted(chunk) }
+            return index.count
         }
+        metrics.pendingIndexEntries.record(pendingIndexEntries)
         head.store(outcome.head, ordering: .releasing)
         lastRecordedAt.store(outcome.recordedAt, ordering: .relaxed)
         // Recorded before anyone hears of the commit: a client that has its reply finds the metrics up to date.

@@ -34,6 +34,8 @@ struct LogMetrics: Sendable {
     let mapReleases: Counter
     /// Journal checkpoints: the data file synced behind the journal, and how long each took.
     let checkpointDuration: CoreMetrics.Timer
+    /// Stream-index entries waiting in memory for a bulk write (``PendingStreamIndex``).
+    let pendingIndexEntries: Gauge
 
     init(factory: any MetricsFactory) {
         func requests(_ outcome: String) -> Counter {
@@ -58,5 +60,6 @@ struct LogMetrics: Sendable {
         mapSize = Gauge(label: "logline_map_size_bytes", factory: factory)
         mapReleases = Counter(label: "logline_map_releases_total", factory: factory)
         checkpointDuration = CoreMetrics.Timer(label: "logline_journal_checkpoint_seconds", factory: factory)
+        pendingIndexEntries = Gauge(label: "logline_stream_index_pending_entries", factory: factory)
     }
 }
