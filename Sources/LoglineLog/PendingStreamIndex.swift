@@ -203,7 +203,7 @@ struct PendingStreamIndex {
     /// A stream's current version when it is known without reading `stream_events`: its last pending entry's, or
     /// else its last written entry's, when ``heads`` keeps it.
     mutating func knownVersion(of streamKey: StreamKey) -> StreamVersion? {
-        streams[streamKey]?.lastVersion ?? heads.version(of: streamKey)
+        lastVersion(of: streamKey) ?? heads.version(of: streamKey)
     }
 
     /// Every pending entry and then `more`, sorted by stream key and version: the order of `stream_events`, so that

@@ -185,6 +185,16 @@ final class ConnectionHandler: ChannelInboundHandler, RequestFrameReceiver {
         context.flush()
     }
 
+    /// Writes the gathered replies, then `buffer`, and flushes.
+    /// - Parameter promise: Completed when `buffer` is written.
+    private func flushOutgoing(
+        _ context: ChannelHandlerContext, then buffer: ByteBuffer, promise: EventLoopPromise<Void>?
+    ) {
+        writeOutgoing(context)
+        unflushedBytes = 0
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         let open = executor.connectionOpened()
         context.fireChannelActive()
@@ -231,15 +241,15 @@ final class ConnectionHandler: ChannelInboundHandler, RequestFrameReceiver {
         context.read()
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         let inputClosed = self.inputClosed
-        writeOutgoing(context)
-        unflushedBytes = 0
         if inputClosed, let idleTimeout = limits.idleTimeout {
             // The client has sent all it will: it gets as long as an idle connection to read its last replies.
             readDeadline = context.eventLoop.scheduleTask(in: .nanoseconds(Int64(idleTimeout.nanoseconds))) {
                 bound.value.close(promise: nil)
             }
         }
-        context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { result in
+        let written = context.eventLoop.makePromise(of: Void.self)
+        flushOutgoing(context, then: reply, promise: written)
+        written.futureResult.whenComplete { result in
             let context = bound.value
             guard case .success = result, !inputClosed else {
                 context.close(promise: nil)
@@ -566,11 +576,7 @@ final class ConnectionHandler: ChannelInboundHandler, RequestFrameReceiver {
             current.position = batch.scannedThrough
             subscription = current
             // Flushed round by round: with TLS, only flushed bytes count against the channel's writability.
-            if buffer.readableBytes > 0 {
-                writeOutgoing(context)
-                unflushedBytes = 0
-                context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-            }
+            if buffer.readableBytes > 0 { flushOutgoing(context, then: buffer, promise: nil) }
             rounds += 1
             guard subscription != nil else { return }  // ended while writing
         }
